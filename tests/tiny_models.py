@@ -1,0 +1,178 @@
+"""Tiny, randomly initialised CLIP / SigLIP / X-CLIP checkpoints written at test time.
+
+Each builder saves a real config, real tokenizer files (a small BPE or SentencePiece model
+trained here on a few sentences) and the real image processor config to a folder, so the
+code under test loads it with the same ``from_pretrained`` calls that load a hub checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+CORPUS = [
+    "a photo of a person running.",
+    "a video of a person jumping, swimming, dancing and playing guitar.",
+    "someone is cooking, eating, drinking, riding a bike, walking the dog.",
+    "apply eye makeup, brush hair, push ups, tai chi, yo yo, basketball dunk.",
+    "the quick brown fox jumps over the lazy dog 0123456789 {} ! ? ' \" - _",
+] * 20
+
+
+def _clip_tokenizer(folder: Path):
+    """A CLIP byte-level BPE (with CLIP's `</w>` word ends) trained on CORPUS."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import CLIPTokenizer
+
+    special = ["<|startoftext|>", "<|endoftext|>"]
+    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=special,
+        initial_alphabet=alphabet + [c + "</w>" for c in alphabet],
+        end_of_word_suffix="</w>",
+        show_progress=False,
+    )
+    bpe.train_from_iterator(CORPUS, trainer)
+    state = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+    # Real CLIP vocabularies end with <|startoftext|>, <|endoftext|>; X-CLIP's text pooling
+    # still finds the end token by argmax over ids, so the tiny vocabulary keeps that order.
+    ordinary = sorted((t for t in state["vocab"] if t not in special), key=state["vocab"].get)
+    vocab = {token: i for i, token in enumerate(ordinary + special)}
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+
+
+def _siglip_tokenizer(folder: Path):
+    """A SentencePiece unigram model (SigLIP's tokenizer format) trained on CORPUS."""
+    import io
+
+    import sentencepiece as spm
+    from transformers import SiglipTokenizer
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS),
+        model_writer=model,
+        vocab_size=80,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        pad_piece="<pad>",
+        eos_piece="</s>",
+        unk_piece="<unk>",
+        minloglevel=2,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    spm_path = folder / "spiece.model"
+    spm_path.write_bytes(model.getvalue())
+    return SiglipTokenizer(vocab_file=str(spm_path), model_max_length=16)
+
+
+def _seed(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def make_tiny_clip(folder: Path, *, seed: int = 0) -> Path:
+    """CLIPModel (ViT, 32 px input, 16-d embeddings) + CLIPTokenizer + CLIPImageProcessor."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    folder = Path(folder)
+    tokenizer = _clip_tokenizer(folder)
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
+            num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
+            num_hidden_layers=2, num_attention_heads=4,
+        ),
+        projection_dim=16,
+    )
+    _seed(seed)
+    model = CLIPModel(config).eval()
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+        ),
+        tokenizer=tokenizer,
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def make_tiny_siglip(folder: Path, *, seed: int = 0) -> Path:
+    """SiglipModel (32 px, 32-d) + SentencePiece SiglipTokenizer + SiglipImageProcessor."""
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
+
+    folder = Path(folder)
+    tokenizer = _siglip_tokenizer(folder)
+    config = SiglipConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
+            num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=16,
+            # SiglipConfig's default special ids lie outside a tiny vocabulary.
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.eos_token_id,
+        ),
+        vision_config=dict(
+            image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
+            num_hidden_layers=2, num_attention_heads=4,
+        ),
+    )
+    _seed(seed)
+    model = SiglipModel(config).eval()
+    processor = SiglipProcessor(
+        image_processor=SiglipImageProcessor(size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def make_tiny_xclip(folder: Path, *, seed: int = 0, num_frames: int = 4) -> Path:
+    """XCLIPModel (video encoder with message tokens, MIT, prompt generator) + its processor."""
+    from transformers import CLIPImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
+
+    folder = Path(folder)
+    tokenizer = _clip_tokenizer(folder)
+    config = XCLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
+            num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
+            num_hidden_layers=2, num_attention_heads=4, num_frames=num_frames,
+            mit_hidden_size=16, mit_intermediate_size=24, mit_num_hidden_layers=1,
+            mit_num_attention_heads=2,
+        ),
+        projection_dim=16,
+        prompt_layers=1,
+        prompt_num_attention_heads=2,
+    )
+    _seed(seed)
+    model = XCLIPModel(config).eval()
+    # The hub's X-CLIP checkpoints ship a VideoMAEImageProcessor; CLIP's processor does the
+    # same resize/crop/normalise and needs no torchvision, so the tiny one uses it.
+    processor = XCLIPProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+        ),
+        tokenizer=tokenizer,
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
