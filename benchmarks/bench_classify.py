@@ -1,0 +1,159 @@
+"""End-to-end `classify` throughput on CPU: videos/s, decode vs encode split.
+
+Model: a randomly initialised CLIP ViT-B/32 with the real architecture (same FLOPs as
+openai/clip-vit-base-patch32; weights cannot be downloaded on the benchmark machine),
+saved to a folder and loaded through the same `load_model` path users hit.
+Videos: generated 10-second 640x360 30 fps H.264 clips.
+
+Compared in the same run:
+  serial     decode in the main process, then encode (isolate=False, the naive loop)
+  pipelined  decode in a worker process while the main process encodes (the default)
+
+    python benchmarks/bench_classify.py [--videos 12] [--frames 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "benchmarks" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "tests"))  # reuse the test suite's tokenizer builder
+
+
+def make_clip_b32(folder: Path) -> Path:
+    """Random-init CLIP ViT-B/32 (CLIPConfig defaults are that architecture)."""
+    if (folder / "config.json").exists():
+        return folder
+    import torch
+    from tiny_models import _clip_tokenizer
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    tokenizer = _clip_tokenizer(folder)
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(folder)
+    CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(
+        folder
+    )
+    return folder
+
+
+def make_videos(count: int, seconds: float = 10.0) -> list[str]:
+    import av
+
+    paths = []
+    DATA.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        path = DATA / f"clip_{index:02d}_640x360.mp4"
+        paths.append(str(path))
+        if path.exists():
+            continue
+        rng = np.random.default_rng(index)
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("libx264", rate=30)
+            stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+            stream.options = {"preset": "ultrafast", "g": "60"}
+            base = rng.integers(0, 256, size=(360, 640, 3), dtype=np.uint8)
+            for i in range(int(seconds * 30)):
+                frame = np.roll(base, shift=4 * i, axis=1)
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+    return paths
+
+
+def run(paths, model, frames, isolate) -> dict:
+    from videolens.tasks import iter_classify
+
+    start = time.perf_counter()
+    results = list(
+        iter_classify(paths, ["running", "cooking", "swimming"], model=model,
+                      frames=frames, isolate=isolate)
+    )
+    elapsed = time.perf_counter() - start
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    return {"seconds": elapsed, "videos_per_s": len(paths) / elapsed}
+
+
+def split(paths, model, frames) -> dict:
+    """Time decode and encode separately, serially, for the split column."""
+    from videolens.io import Sampling, load_video
+
+    decode = encode = 0.0
+    for path in paths:
+        t0 = time.perf_counter()
+        _, sampled = load_video(path, Sampling(kind="uniform", num_frames=frames))
+        t1 = time.perf_counter()
+        model.encode_video(sampled.frames)
+        encode += time.perf_counter() - t1
+        decode += t1 - t0
+    return {"decode_s_per_video": decode / len(paths), "encode_s_per_video": encode / len(paths)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=12)
+    parser.add_argument("--frames", type=int, default=8)
+    args = parser.parse_args()
+    os.environ.setdefault("VIDEOLENS_CACHE_DIR", "off")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    import torch
+
+    from videolens.models import load_model
+
+    model = load_model(str(make_clip_b32(DATA / "clip-b32-random")), device="cpu")
+    paths = make_videos(args.videos)
+    run(paths[:2], model, args.frames, isolate=True)  # warm-up: worker start, caches
+    rows = {
+        "serial": run(paths, model, args.frames, isolate=False),
+        "pipelined": run(paths, model, args.frames, isolate=True),
+    }
+    rows["split"] = split(paths, model, args.frames)
+    speedup = rows["pipelined"]["videos_per_s"] / rows["serial"]["videos_per_s"]
+    print(f"\nclassify, {args.videos} videos (10 s, 640x360 H.264), {args.frames} frames each, "
+          f"random-init CLIP ViT-B/32, CPU ({os.cpu_count()} cores, torch threads "
+          f"{torch.get_num_threads()})\n")
+    print("| mode | seconds | videos/s | vs serial |")
+    print("|---|---|---|---|")
+    for mode in ("serial", "pipelined"):
+        r = rows[mode]
+        ratio = r["videos_per_s"] / rows["serial"]["videos_per_s"]
+        print(f"| {mode} | {r['seconds']:.2f} | {r['videos_per_s']:.2f} | {ratio:.2f}x |")
+    s = rows["split"]
+    print(f"\nper video: decode {s['decode_s_per_video'] * 1000:.0f} ms, "
+          f"encode {s['encode_s_per_video'] * 1000:.0f} ms")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "classify.json"
+    out.write_text(json.dumps({
+        "benchmark": "classify_end_to_end",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "torch": torch.__version__,
+                    "torch_threads": torch.get_num_threads()},
+        "videos": args.videos, "frames": args.frames, "model": "clip-vit-b32 (random init)",
+        "results": rows, "pipelined_vs_serial": speedup,
+    }, indent=2))
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
