@@ -160,3 +160,19 @@ def test_every_option_is_documented_in_the_readme():
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":
                     assert flag in readme, f"{name} {flag} is not documented in README.md"
+
+
+def test_damaged_files(capsys, bad_videos, tiny_clip):
+    corrupt, truncated = bad_videos["corrupt_middle"], bad_videos["truncated"]
+    partial = bad_videos["truncated_faststart"]
+    code, out, err = run(capsys, "classify", corrupt, truncated, partial, "--labels", LABELS,
+                         "--model", tiny_clip, "--json", "-q")
+    lines = [json.loads(line) for line in out.splitlines()]
+    # corrupt bytes mid-file: what decodes is used, with a warning, and the video succeeds
+    assert "scores" in lines[0] and len(lines[0]["timestamps"]) == 8
+    assert any(x.startswith(f"videolens: warning: {corrupt}") for x in err.splitlines())
+    # a download cut in half (MP4 index at the end, so it is gone): one error line, exit 1
+    assert set(lines[1]) == {"video", "error"} and truncated in lines[1]["error"]
+    # cut in half with the index at the front: the first half is used
+    assert "scores" in lines[2]
+    assert code == 1 and "Traceback" not in err

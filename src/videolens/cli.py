@@ -50,7 +50,10 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
 
 
 def _err(message: str) -> None:
-    print(f"videolens: {message}", file=sys.stderr, flush=True)
+    from tqdm import tqdm
+
+    # tqdm.write prints above a running progress bar instead of through it
+    tqdm.write(f"videolens: {message}", file=sys.stderr)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -168,7 +171,8 @@ def run_classify(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         workers=args.workers,
-        progress=not args.quiet,
+        # a bar redrawn with carriage returns only garbles a log file or a pipe
+        progress=not args.quiet and sys.stderr.isatty(),
     )
     failed = 0
     try:
