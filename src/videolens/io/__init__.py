@@ -1,0 +1,23 @@
+"""File -> frames with timestamps in seconds: probing, sampling, decoding, crash isolation."""
+
+from .decode import Frames, iter_frames, load_video, read_clips, read_frames, to_rgb
+from .isolate import FrameReader
+from .probe import VideoInfo, open_video, probe
+from .sampling import Sampling, dense_windows, fixed_rate_times, uniform_times
+
+__all__ = [
+    "FrameReader",
+    "Frames",
+    "Sampling",
+    "VideoInfo",
+    "dense_windows",
+    "fixed_rate_times",
+    "iter_frames",
+    "load_video",
+    "open_video",
+    "probe",
+    "read_clips",
+    "read_frames",
+    "to_rgb",
+    "uniform_times",
+]

@@ -1,0 +1,201 @@
+"""Decode in worker processes: prefetch for throughput, isolation so a decoder that crashes or
+hangs on one file costs that file only.
+
+FFmpeg is C; a malformed file can segfault or loop forever inside it. Decoding each file in a
+worker process turns both into a :class:`~videolens.errors.VideoDecodeError` for that file:
+the pool is restarted and the remaining files go on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+
+from ..errors import VideoDecodeError
+from .decode import Frames, load_video
+from .probe import VideoInfo
+from .sampling import Sampling
+
+Loaded = tuple[VideoInfo, Frames]
+Loader = Callable[[str, Sampling], Loaded]
+
+
+def _load_or_error(loader: Loader, path: str, sampling: Sampling) -> Loaded | VideoDecodeError:
+    """Worker entry point: any failure comes back as a VideoDecodeError value (typed, picklable,
+    no traceback to ship), so only a dead or hung worker is an exception for the parent."""
+    try:
+        return loader(path, sampling)
+    except VideoDecodeError as err:
+        return err
+    except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
+        first = str(err).splitlines()[0] if str(err) else ""
+        return VideoDecodeError(f"decoding failed ({type(err).__name__}: {first})", path=path,
+                                hint="the file may be damaged; report it if it plays elsewhere")
+
+
+class FrameReader:
+    """Load many videos in order, decoding ahead in worker processes.
+
+    ``sampling``: how to sample each file (:class:`~videolens.io.sampling.Sampling`).
+    ``workers``: decoding processes. ``timeout``: seconds one file may take, counted from when
+    :meth:`map` starts waiting for it (results are taken in input order). ``isolate=False``:
+    decode in this process, one file at a time (for debugging; no timeout). ``prefetch``: files
+    in flight (default ``2 * workers``). ``loader``: a picklable top-level function
+    ``(path, sampling) -> (VideoInfo, Frames)``, default :func:`~videolens.io.decode.load_video`
+    (tests inject one that crashes or hangs).
+
+    Workers start with ``forkserver`` where available (else ``spawn``): forking a process whose
+    torch thread pools are running can deadlock the child.
+
+    >>> with FrameReader(Sampling("uniform", num_frames=8)) as reader:
+    ...     for path, loaded in reader.map(paths):
+    ...         if isinstance(loaded, VideoDecodeError): print(loaded.one_line())
+    """
+
+    def __init__(
+        self,
+        sampling: Sampling,
+        workers: int = 1,
+        timeout: float = 120.0,
+        isolate: bool = True,
+        *,
+        prefetch: int | None = None,
+        loader: Loader = load_video,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.sampling = sampling
+        self.workers = workers
+        self.timeout = timeout
+        self.isolate = isolate
+        self.prefetch = max(1, prefetch if prefetch is not None else 2 * workers)
+        self.loader = loader
+        self.restarts = 0  # pools replaced after a crash or a hang (for tests and logs)
+        methods = multiprocessing.get_all_start_methods()
+        self._context = multiprocessing.get_context(
+            "forkserver" if "forkserver" in methods else "spawn")
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers (killing any still busy) and release them."""
+        self._kill_pool()
+
+    def map(self, paths: Sequence[str | os.PathLike]
+            ) -> Iterator[tuple[str, Loaded | VideoDecodeError]]:
+        """Yield ``(path, (VideoInfo, Frames))`` or ``(path, VideoDecodeError)`` per input path,
+        in input order, while the next files decode in the background."""
+        names = [os.fspath(p) for p in paths]
+        if not self.isolate:
+            for name in names:
+                yield name, _load_or_error(self.loader, name, self.sampling)
+            return
+        queue = deque(names)
+        in_flight: deque[tuple[str, Future]] = deque()
+        try:
+            while queue or in_flight:
+                while queue and len(in_flight) < self.prefetch:
+                    name = queue.popleft()
+                    in_flight.append((name, self._submit(name)))
+                name, future = in_flight.popleft()
+                result = self._wait(name, future, in_flight)
+                yield name, result
+        finally:
+            for _, future in in_flight:
+                future.cancel()
+
+    def _submit(self, name: str) -> Future:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=self._context)
+        return self._pool.submit(_load_or_error, self.loader, name, self.sampling)
+
+    def _wait(self, name: str, future: Future, in_flight: deque[tuple[str, Future]]
+              ) -> Loaded | VideoDecodeError:
+        """The result for the head file. A hang or crash kills the pool; the other files in
+        flight died with it and are resubmitted to a fresh one."""
+        try:
+            return future.result(timeout=self.timeout)
+        except FutureTimeout:
+            others = self._drop_pool(in_flight)
+            result: Loaded | VideoDecodeError = self._timeout_error(name)
+        except BrokenProcessPool:
+            codes = self._exit_codes()
+            others = self._drop_pool(in_flight)
+            # every file in a pool fails when one worker dies, so the head may be innocent:
+            # run it again alone, before the others, to know
+            result = self._run_alone(name, codes)
+        in_flight.extend((other, self._submit(other)) for other in others)
+        return result
+
+    def _run_alone(self, name: str, codes: list[int]) -> Loaded | VideoDecodeError:
+        retry = self._submit(name)
+        try:
+            return retry.result(timeout=self.timeout)
+        except FutureTimeout:
+            self._drop_pool(deque())
+            return self._timeout_error(name)
+        except BrokenProcessPool:
+            codes = self._exit_codes() or codes
+            self._drop_pool(deque())
+            return VideoDecodeError(
+                f"the decoder crashed on this file ({_describe_exit(codes)})", path=name,
+                hint="the file is probably damaged; re-encode it or skip it",
+            )
+
+    def _timeout_error(self, name: str) -> VideoDecodeError:
+        return VideoDecodeError(
+            f"decoding took longer than {self.timeout:g} s and was stopped", path=name,
+            hint="the file may make the decoder hang; raise the timeout if it is only long",
+        )
+
+    def _drop_pool(self, in_flight: deque[tuple[str, Future]]) -> list[str]:
+        """Kill the pool; return (and forget) the files that were in flight in it."""
+        self._kill_pool()
+        self.restarts += 1
+        others = [other for other, _ in in_flight]
+        in_flight.clear()
+        return others
+
+    def _exit_codes(self) -> list[int]:
+        processes = getattr(self._pool, "_processes", None) or {}
+        return [p.exitcode for p in list(processes.values()) if p.exitcode not in (None, 0)]
+
+    def _kill_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        # ProcessPoolExecutor cannot stop a running task: terminate its processes (a hung
+        # decoder ignores everything else), then let it clean up without waiting on them
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        deadline = time.monotonic() + 5.0
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _describe_exit(codes: list[int]) -> str:
+    for code in codes:
+        if code < 0:
+            try:
+                return f"worker killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"worker killed by signal {-code}"
+        return f"worker exited with status {code}"
+    return "worker process died"
