@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -192,3 +194,14 @@ def test_device_and_dtype_choices():
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="no CUDA GPU"):
             load_model("clip-b32", device="cuda")
+
+
+def test_folder_without_weights(tiny_clip, tmp_path):
+    import shutil
+
+    for item in Path(tiny_clip).iterdir():
+        if item.suffix != ".safetensors":
+            shutil.copy(item, tmp_path / item.name)
+    with pytest.raises(ModelLoadError, match="cannot load the weights or processor") as info:
+        load_model(str(tmp_path))
+    assert "model.safetensors" in info.value.one_line()

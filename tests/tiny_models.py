@@ -78,6 +78,24 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _text_config(tokenizer, **overrides) -> dict:
+    """A 2-layer, 32-wide text tower whose vocabulary and special ids match ``tokenizer``."""
+    return dict(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
+        num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    ) | overrides
+
+
+def _vision_config(**overrides) -> dict:
+    """A 2-layer ViT on 32x32 inputs with 8x8 patches (16 patches + class token)."""
+    return dict(
+        image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
+        num_hidden_layers=2, num_attention_heads=4,
+    ) | overrides
+
+
 def make_tiny_clip(folder: Path, *, seed: int = 0) -> Path:
     """CLIPModel (ViT, 32 px input, 16-d embeddings) + CLIPTokenizer + CLIPImageProcessor."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
@@ -85,17 +103,7 @@ def make_tiny_clip(folder: Path, *, seed: int = 0) -> Path:
     folder = Path(folder)
     tokenizer = _clip_tokenizer(folder)
     config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
-            num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ),
-        vision_config=dict(
-            image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
-            num_hidden_layers=2, num_attention_heads=4,
-        ),
-        projection_dim=16,
+        text_config=_text_config(tokenizer), vision_config=_vision_config(), projection_dim=16
     )
     _seed(seed)
     model = CLIPModel(config).eval()
@@ -117,17 +125,11 @@ def make_tiny_siglip(folder: Path, *, seed: int = 0) -> Path:
     folder = Path(folder)
     tokenizer = _siglip_tokenizer(folder)
     config = SiglipConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
-            num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=16,
-            # SiglipConfig's default special ids lie outside a tiny vocabulary.
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-            bos_token_id=tokenizer.eos_token_id,
-        ),
-        vision_config=dict(
-            image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
-            num_hidden_layers=2, num_attention_heads=4,
-        ),
+        # SiglipConfig's default special ids lie outside a tiny vocabulary; SigLIP has no
+        # start token, so bos is set to its end token.
+        text_config=_text_config(tokenizer, max_position_embeddings=16,
+                                 bos_token_id=tokenizer.eos_token_id),
+        vision_config=_vision_config(),
     )
     _seed(seed)
     model = SiglipModel(config).eval()
@@ -147,17 +149,10 @@ def make_tiny_xclip(folder: Path, *, seed: int = 0, num_frames: int = 4) -> Path
     folder = Path(folder)
     tokenizer = _clip_tokenizer(folder)
     config = XCLIPConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
-            num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ),
-        vision_config=dict(
-            image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
-            num_hidden_layers=2, num_attention_heads=4, num_frames=num_frames,
-            mit_hidden_size=16, mit_intermediate_size=24, mit_num_hidden_layers=1,
-            mit_num_attention_heads=2,
+        text_config=_text_config(tokenizer),
+        vision_config=_vision_config(
+            num_frames=num_frames, mit_hidden_size=16, mit_intermediate_size=24,
+            mit_num_hidden_layers=1, mit_num_attention_heads=2,
         ),
         projection_dim=16,
         prompt_layers=1,

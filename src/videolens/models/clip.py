@@ -23,6 +23,32 @@ def l2_normalize(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
+@torch.inference_mode()
+def text_features(
+    hf_model,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    padding: bool | str,
+    max_length: int,
+    device: torch.device,
+    batch_size: int,
+) -> torch.Tensor:
+    """Projected, unnormalised text embeddings (K, D) float32 on the CPU, in batches."""
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        tokens = tokenizer(
+            list(texts[start : start + batch_size]),
+            padding=padding,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        )
+        tokens = {k: v.to(device) for k, v in tokens.items()}
+        chunks.append(pooled(hf_model.get_text_features(**tokens)).float().cpu())
+    return torch.cat(chunks)
+
+
 class FrameAveragingModel(VideoTextModel):
     """``CLIPModel`` or ``SiglipModel`` from transformers, applied frame by frame.
 
@@ -95,22 +121,19 @@ class FrameAveragingModel(VideoTextModel):
             result.append(VideoEmbedding(l2_normalize(clip.mean(dim=0))))
         return result
 
-    @torch.inference_mode()
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        chunks = []
-        padding = "max_length" if self.kind == "sigmoid" else True
-        for start in range(0, len(texts), batch_size):
-            tokens = self.tokenizer(
-                list(texts[start : start + batch_size]),
-                padding=padding,
-                truncation=True,
-                max_length=self.context_length,
-                return_tensors="pt",
-            )
-            tokens = {k: v.to(self.device) for k, v in tokens.items()}
-            features = pooled(self.model.get_text_features(**tokens))
-            chunks.append(l2_normalize(features.float()).cpu())
-        return torch.cat(chunks) if chunks else torch.empty(0, self.embed_dim)
+        if not texts:
+            return torch.empty(0, self.embed_dim)
+        features = text_features(
+            self.model,
+            self.tokenizer,
+            texts,
+            padding="max_length" if self.kind == "sigmoid" else True,
+            max_length=self.context_length,
+            device=self.device,
+            batch_size=batch_size,
+        )
+        return l2_normalize(features)
 
     def logits(self, videos: Sequence[VideoEmbedding], text: torch.Tensor) -> torch.Tensor:
         # (B, D) @ (D, K) -> (B, K)

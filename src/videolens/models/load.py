@@ -84,7 +84,20 @@ def _fingerprint(source: str, config_path: Path | None) -> str:
     return digest.hexdigest()[:16]
 
 
-def _offline_error(name: str, hub_id: str, cause: Exception) -> ModelLoadError:
+def _load_error(name: str, source: str, err: OSError, what: str) -> ModelLoadError:
+    """transformers reports every loading failure as OSError; tell offline from the rest."""
+    text = str(err)
+    if "connect" in text or "offline" in text.lower() or "cached" in text:
+        return _offline_error(name, source)
+    first = text.splitlines()[0] if text else type(err).__name__
+    return ModelLoadError(
+        f"{what} model {name!r}: {first}",
+        hint="check the hub id; a local folder needs the model weights and the "
+        "processor/tokenizer files written by save_pretrained",
+    )
+
+
+def _offline_error(name: str, hub_id: str) -> ModelLoadError:
     offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
     why = "HF_HUB_OFFLINE is set" if offline else "the Hugging Face hub could not be reached"
     return ModelLoadError(
@@ -141,13 +154,7 @@ def load_model(
     try:
         config = AutoConfig.from_pretrained(source, **load_kwargs)
     except OSError as err:
-        text = str(err)
-        if "connect" in text or "offline" in text.lower() or "cached" in text:
-            raise _offline_error(name, source, err) from None
-        raise ModelLoadError(
-            f"cannot load model {name!r}: {text.splitlines()[0] if text else type(err).__name__}",
-            hint="check the hub id, or pass a local folder with --model",
-        ) from None
+        raise _load_error(name, source, err, "cannot load model") from None
     except ValueError as err:
         raise ModelLoadError(
             f"cannot read the config of model {name!r}: {str(err).splitlines()[0]}",
@@ -165,13 +172,7 @@ def load_model(
     try:
         model = _build(model_type, source, load_kwargs, torch_device, torch_dtype, fingerprint)
     except OSError as err:
-        text = str(err)
-        if "connect" in text or "offline" in text.lower() or "cached" in text:
-            raise _offline_error(name, source, err) from None
-        raise ModelLoadError(
-            f"cannot load the weights or processor of model {name!r}: {text.splitlines()[0]}",
-            hint="the folder needs the model weights and the processor/tokenizer files",
-        ) from None
+        raise _load_error(name, source, err, "cannot load the weights or processor of") from None
     if preset is not None and model.num_frames is None:
         model.default_frames = preset.frames
     return model

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .base import VideoEmbedding, VideoTextModel
-from .clip import l2_normalize, pooled
+from .clip import l2_normalize, text_features
 
 
 class XClipModel(VideoTextModel):
@@ -113,20 +113,18 @@ class XClipModel(VideoTextModel):
         context = context.float().cpu()
         return [VideoEmbedding(video_embeds[i], context[i]) for i in range(len(videos))]
 
-    @torch.inference_mode()
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        chunks = []
-        for start in range(0, len(texts), batch_size):
-            tokens = self.tokenizer(
-                list(texts[start : start + batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=self.context_length,
-                return_tensors="pt",
-            )
-            tokens = {k: v.to(self.device) for k, v in tokens.items()}
-            chunks.append(pooled(self.model.get_text_features(**tokens)).float().cpu())
-        return torch.cat(chunks) if chunks else torch.empty(0, self.embed_dim)
+        if not texts:
+            return torch.empty(0, self.embed_dim)
+        return text_features(
+            self.model,
+            self.tokenizer,
+            texts,
+            padding=True,
+            max_length=self.context_length,
+            device=self.device,
+            batch_size=batch_size,
+        )
 
     @torch.inference_mode()
     def logits(self, videos: Sequence[VideoEmbedding], text: torch.Tensor) -> torch.Tensor:
