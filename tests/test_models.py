@@ -95,6 +95,11 @@ def test_xclip_matches_direct_forward(tiny_xclip):
         atol=1e-5,
         rtol=1e-5,
     )
+    # per-frame embeddings: the projected class tokens X-CLIP's MIT pools, per clip
+    frame_tokens = reference.visual_projection(out.vision_model_output.pooler_output)
+    torch.testing.assert_close(
+        model.encode_frames(np.concatenate(clips)), normalize(frame_tokens), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_xclip_rejects_wrong_clip_length(tiny_xclip):
@@ -107,7 +112,7 @@ def test_xclip_rejects_wrong_clip_length(tiny_xclip):
 
 def test_batched_videos_equal_one_by_one(tiny_clip):
     model = load_model(tiny_clip, device="cpu")
-    a, b = random_frames(2, seed=4), random_frames(5, seed=5)
+    a, b = random_frames(2, seed=4), random_frames(5, seed=5, size=(40, 90))
     together = model.encode_videos([a, b])
     torch.testing.assert_close(together[0].embedding, model.encode_video(a).embedding)
     torch.testing.assert_close(together[1].embedding, model.encode_video(b).embedding)

@@ -56,18 +56,21 @@ class VideoTextModel(ABC):
     dtype: torch.dtype
 
     @abstractmethod
-    def encode_frames(self, frames: np.ndarray, batch_size: int = 32) -> torch.Tensor:
+    def encode_frames(
+        self, frames: np.ndarray | Sequence[np.ndarray], batch_size: int = 32
+    ) -> torch.Tensor:
         """Per-frame embeddings.
 
         Args:
-            frames: (T, H, W, 3) RGB uint8.
+            frames: (T, H, W, 3) RGB uint8, or a sequence of (H, W, 3) frames of any sizes.
         Returns:
             (T, D) float32, L2-normalised, CPU.
         """
 
     @abstractmethod
     def encode_videos(self, videos: Sequence[np.ndarray]) -> list[VideoEmbedding]:
-        """One :class:`VideoEmbedding` per clip; each clip is (T, H, W, 3) RGB uint8."""
+        """One :class:`VideoEmbedding` per clip; each clip is (T, H, W, 3) RGB uint8 (clips may
+        differ in length and size)."""
 
     def encode_video(self, frames: np.ndarray) -> VideoEmbedding:
         """:meth:`encode_videos` for a single (T, H, W, 3) clip."""

@@ -93,7 +93,9 @@ class FrameAveragingModel(VideoTextModel):
         return 0.0 if bias is None else float(bias.detach().float().reshape(()))
 
     @torch.inference_mode()
-    def encode_frames(self, frames: np.ndarray, batch_size: int = 32) -> torch.Tensor:
+    def encode_frames(
+        self, frames: np.ndarray | Sequence[np.ndarray], batch_size: int = 32
+    ) -> torch.Tensor:
         chunks = []
         for start in range(0, len(frames), batch_size):
             batch = list(frames[start : start + batch_size])
@@ -114,8 +116,9 @@ class FrameAveragingModel(VideoTextModel):
         lengths = [len(v) for v in videos]
         if not videos:
             return []
-        # One batch over all frames of all clips: (sum T, D), split back per clip.
-        frame_embeddings = self.encode_frames(np.concatenate(list(videos)))
+        # All frames of all clips in one list (clips may differ in size): (sum T, D), then
+        # split back per clip.
+        frame_embeddings = self.encode_frames([frame for clip in videos for frame in clip])
         result = []
         for clip in torch.split(frame_embeddings, lengths):
             result.append(VideoEmbedding(l2_normalize(clip.mean(dim=0))))

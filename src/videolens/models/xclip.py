@@ -48,7 +48,7 @@ class XClipModel(VideoTextModel):
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.detach().float().exp())
 
-    def _pixels(self, frames: np.ndarray) -> torch.Tensor:
+    def _pixels(self, frames: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
         # (T, H, W, 3) uint8 -> (T, 3, h, w) in the model's dtype
         pixels = self.image_processor(images=list(frames), return_tensors="pt")["pixel_values"]
         return pixels.to(self.device, self.dtype)
@@ -76,7 +76,9 @@ class XClipModel(VideoTextModel):
         context = patches.view(batch, self.num_frames, -1, cls_tokens.shape[-1]).mean(dim=1)
         return cls_tokens, context
 
-    def encode_frames(self, frames: np.ndarray, batch_size: int = 32) -> torch.Tensor:
+    def encode_frames(
+        self, frames: np.ndarray | Sequence[np.ndarray], batch_size: int = 32
+    ) -> torch.Tensor:
         """Per-frame projected class tokens, computed clip by clip.
 
         The message tokens tie frames of one clip together, so frames go through the encoder
@@ -88,7 +90,7 @@ class XClipModel(VideoTextModel):
             return torch.empty(0, self.embed_dim)
         pad = (-total) % self.num_frames
         if pad:
-            frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
+            frames = list(frames) + [frames[-1]] * pad
         clips = len(frames) // self.num_frames
         per_batch = max(1, batch_size // self.num_frames)
         chunks = []
@@ -105,7 +107,7 @@ class XClipModel(VideoTextModel):
             return []
         for clip in videos:
             self._check_clip(clip)
-        pixels = self._pixels(np.concatenate(list(videos)))
+        pixels = self._pixels([frame for clip in videos for frame in clip])
         cls_tokens, context = self._vision(pixels, len(videos))
         # (B, T, D) -> MIT -> (B, D)
         video_embeds = self.model.mit(cls_tokens)[1]
