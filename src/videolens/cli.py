@@ -195,17 +195,15 @@ def run_classify(args: argparse.Namespace) -> int:
 def run_probe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from .io import probe
+    from .io import probe_many
 
     failed = 0
-    for path in expand_inputs(args.videos):
-        try:
-            info = probe(path)
-        except VideolensError as err:
+    for path, info in probe_many(expand_inputs(args.videos)):
+        if isinstance(info, VideolensError):
             failed += 1
-            _err(f"error: {err.one_line()}")
+            _err(f"error: {info.one_line()}")
             if args.json:
-                print(json.dumps({"video": path, "error": err.one_line()}), flush=True)
+                print(json.dumps({"video": path, "error": info.one_line()}), flush=True)
             continue
         if args.json:
             print(json.dumps({"video": path, **asdict(info)}), flush=True)

@@ -1,7 +1,7 @@
 """File -> frames with timestamps in seconds: probing, sampling, decoding, crash isolation."""
 
 from .decode import Frames, iter_frames, load_video, read_clips, read_frames, to_rgb
-from .isolate import FrameReader
+from .isolate import FrameReader, probe_many
 from .probe import VideoInfo, open_video, probe
 from .sampling import Sampling, dense_windows, fixed_rate_times, uniform_times
 
@@ -16,6 +16,7 @@ __all__ = [
     "load_video",
     "open_video",
     "probe",
+    "probe_many",
     "read_clips",
     "read_frames",
     "to_rgb",

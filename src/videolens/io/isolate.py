@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from ..errors import VideoDecodeError
 from .decode import Frames, load_video
-from .probe import VideoInfo
+from .probe import VideoInfo, probe
 from .sampling import Sampling
 
 Loaded = tuple[VideoInfo, Frames]
@@ -199,3 +199,16 @@ def _describe_exit(codes: list[int]) -> str:
                 return f"worker killed by signal {-code}"
         return f"worker exited with status {code}"
     return "worker process died"
+
+
+def _probe_only(path: str, sampling: Sampling) -> VideoInfo:
+    return probe(path)
+
+
+def probe_many(
+    paths: Sequence[str | os.PathLike], timeout: float = 60.0
+) -> Iterator[tuple[str, VideoInfo | VideoDecodeError]]:
+    """:func:`~videolens.io.probe.probe` each file in a worker process, in input order, so a
+    file that crashes or hangs FFmpeg while it is opened is an error for that file only."""
+    with FrameReader(Sampling(), timeout=timeout, loader=_probe_only) as reader:
+        yield from reader.map(paths)  # type: ignore[misc]  # the loader returns VideoInfo
