@@ -1,0 +1,227 @@
+"""Evaluation metrics, each with its definition written out.
+
+Temporal action localization: mean average precision at temporal-IoU thresholds, as defined by
+the ActivityNet challenge's ``Evaluation/eval_detection.py``
+(``compute_average_precision_detection`` and ``interpolated_prec_rec``). Most recent THUMOS14
+papers evaluate with that same code at IoU 0.3:0.1:0.7, so one definition serves both.
+
+Definition, per class ``c`` and IoU threshold ``θ``:
+
+1. ``npos`` = number of ground-truth instances of ``c`` (over all videos).
+2. Predictions of ``c`` are ranked by score, high to low. **Ties keep input order** (a stable
+   sort). The official code ranks with ``scores.argsort()[::-1]``: NumPy's default sort is not
+   stable, so its order among tied scores is implementation-defined (for small inputs it comes out
+   in *reverse* input order); ours is deterministic and documented instead.
+3. Walking down the ranking, a prediction is compared with the ground truth of the same video and
+   class, in decreasing temporal IoU (ties: ground-truth input order). The first instance with
+   ``IoU >= θ`` that no higher-ranked prediction has taken at ``θ`` becomes its match (TP); if
+   the best-IoU instance is taken, the next best is tried, exactly as the official loop does. A
+   prediction with no such instance, or in a video without ground truth of ``c``, is a false
+   positive. So each ground truth is matched at most once and duplicates count as FP. IoU equal
+   to ``θ`` counts (the official test is ``tiou < θ`` -> FP).
+4. ``precision_i = TP_i / i`` and ``recall_i = TP_i / npos`` over the first ``i`` predictions;
+   ``AP`` = all-point interpolated area under that curve (:func:`average_precision`).
+
+``mAP(θ)`` is the mean of ``AP(c, θ)`` over every class that has ground truth — a class with
+ground truth and no prediction counts as AP 0; predictions of a class absent from the ground
+truth are ignored. The headline number is the mean of ``mAP(θ)`` over the thresholds (the
+"average mAP" of ActivityNet).
+
+Not modelled: THUMOS14's original MATLAB evaluation (``TH14evalDet.m``) differs — it matches from
+the ground-truth side with a strict ``IoU > θ``, ignores false positives overlapping "Ambiguous"
+segments and uses 11-point interpolation — so its numbers are not comparable to these.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+THUMOS14_IOUS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
+# 0.5:0.05:0.95. Rounded so every threshold equals its decimal literal (np.linspace gives
+# 0.8999999999999999 for 0.9) and dictionary keys read as written; the official thresholds differ
+# by at most one ulp, which only matters for an IoU within 1e-16 of 0.9.
+ACTIVITYNET_IOUS: tuple[float, ...] = tuple(round(float(x), 2) for x in np.linspace(0.5, 0.95, 10))
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One labelled stretch of a video: ground truth (``score`` unused) or a prediction.
+    ``start`` and ``end`` in seconds, ``end >= start``."""
+
+    video: str
+    label: str
+    start: float
+    end: float
+    score: float = 1.0
+
+
+@dataclass
+class DetectionResult:
+    """Output of :func:`detection_map`.
+
+    ``map``: mean of ``map_per_iou`` over the thresholds (ActivityNet's "average mAP").
+    ``map_per_iou``: threshold -> mean AP over the ground-truth classes.
+    ``ap``: label -> threshold -> AP, for every label that has ground truth.
+    All values in [0, 1].
+    """
+
+    map: float
+    map_per_iou: dict[float, float]
+    ap: dict[str, dict[float, float]]
+
+
+def temporal_iou(segment: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """Temporal intersection over union of one segment with each of ``segments``.
+
+    ``segment``: ``(2,)`` ``[start, end]`` seconds; ``segments``: ``(M, 2)``. Returns ``(M,)``
+    float64: ``|a ∩ b| / |a ∪ b|``, and 0 where the segments do not overlap or the union has zero
+    length (two zero-length segments), so the result is always defined and in [0, 1].
+    """
+    segment = np.asarray(segment, dtype=np.float64)
+    segments = np.asarray(segments, dtype=np.float64)
+    if segment.shape != (2,):
+        raise ValueError(f"segment must have shape (2,), got {segment.shape}")
+    if segments.ndim != 2 or segments.shape[1] != 2:
+        raise ValueError(f"segments must have shape (M, 2), got {segments.shape}")
+    start = np.maximum(segment[0], segments[:, 0])
+    end = np.minimum(segment[1], segments[:, 1])
+    intersection = np.clip(end - start, 0.0, None)  # (M,)
+    union = (segment[1] - segment[0]) + (segments[:, 1] - segments[:, 0]) - intersection
+    iou = np.zeros(len(segments), dtype=np.float64)
+    positive = union > 0
+    iou[positive] = intersection[positive] / union[positive]
+    return iou
+
+
+def average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
+    """All-point interpolated average precision (PASCAL VOC 2010+, ActivityNet).
+
+    ``precision``, ``recall``: ``(N,)`` values after each of the ``N`` ranked predictions
+    (recall non-decreasing, both in [0, 1]). The curve is extended with ``(recall 0, precision
+    0)`` in front and ``(recall 1, precision 0)`` behind; precision is replaced by its monotone
+    envelope ``p̂(r) = max_{r' >= r} p(r')``, and AP is the area under the resulting step function,
+    ``Σ_i (r_i - r_{i-1}) · p̂(r_i)`` over the points where recall changes. An empty curve gives 0.
+    """
+    precision = np.asarray(precision, dtype=np.float64)
+    recall = np.asarray(recall, dtype=np.float64)
+    if precision.ndim != 1 or precision.shape != recall.shape:
+        raise ValueError(
+            f"precision and recall must be 1-D of the same length, got {precision.shape} and "
+            f"{recall.shape}"
+        )
+    if precision.size == 0:
+        return 0.0
+    if np.any(np.diff(recall) < 0):
+        raise ValueError("recall must be non-decreasing along the ranking")
+    padded_precision = np.concatenate([[0.0], precision, [0.0]])  # (N + 2,)
+    padded_recall = np.concatenate([[0.0], recall, [1.0]])  # (N + 2,)
+    # monotone envelope: running maximum from the right
+    envelope = np.maximum.accumulate(padded_precision[::-1])[::-1]
+    steps = np.flatnonzero(padded_recall[1:] != padded_recall[:-1]) + 1
+    area = np.sum((padded_recall[steps] - padded_recall[steps - 1]) * envelope[steps])
+    return float(area)
+
+
+def detection_map(
+    predictions: Sequence[Segment],
+    ground_truth: Sequence[Segment],
+    ious: Sequence[float] = THUMOS14_IOUS,
+) -> DetectionResult:
+    """Temporal-localization mAP (ActivityNet definition, see the module docstring).
+
+    ``predictions``: scored segments (any order; a higher score ranks first). ``ground_truth``:
+    the annotated segments (``score`` ignored). ``ious``: temporal-IoU thresholds in (0, 1]
+    (:data:`THUMOS14_IOUS` by default, :data:`ACTIVITYNET_IOUS` for ActivityNet).
+
+    Raises ``ValueError`` for empty ground truth, a segment ending before it starts or with a
+    non-finite time or score, or a threshold outside (0, 1].
+    """
+    thresholds = [float(iou) for iou in ious]
+    if not thresholds:
+        raise ValueError("ious must hold at least one threshold")
+    for iou in thresholds:
+        if not 0.0 < iou <= 1.0:
+            raise ValueError(f"IoU thresholds must be in (0, 1], got {iou}")
+    if len(ground_truth) == 0:
+        raise ValueError("ground_truth is empty: mAP is undefined without ground-truth segments")
+    _check_segments(ground_truth, "ground_truth")
+    _check_segments(predictions, "predictions")
+
+    gt_by_label: dict[str, list[Segment]] = defaultdict(list)
+    for segment in ground_truth:
+        gt_by_label[segment.label].append(segment)
+    predictions_by_label: dict[str, list[Segment]] = defaultdict(list)
+    for segment in predictions:
+        if segment.label in gt_by_label:  # a class absent from the ground truth is ignored
+            predictions_by_label[segment.label].append(segment)
+
+    ap: dict[str, dict[float, float]] = {}
+    for label, gt in gt_by_label.items():  # classes in first-appearance order
+        per_threshold = _class_ap(predictions_by_label.get(label, []), gt, thresholds)
+        ap[label] = dict(zip(thresholds, per_threshold, strict=True))
+    map_per_iou = {
+        iou: float(np.mean([ap[label][iou] for label in ap])) for iou in thresholds
+    }
+    return DetectionResult(
+        map=float(np.mean(list(map_per_iou.values()))), map_per_iou=map_per_iou, ap=ap
+    )
+
+
+def _class_ap(
+    predictions: list[Segment], ground_truth: list[Segment], thresholds: list[float]
+) -> list[float]:
+    """AP of one class at each threshold (steps 2-4 of the module docstring)."""
+    if not predictions:
+        return [0.0] * len(thresholds)
+    # video -> (indices into ground_truth, (M, 2) [start, end] seconds)
+    gt_by_video: dict[str, tuple[list[int], np.ndarray]] = {}
+    grouped: dict[str, list[int]] = defaultdict(list)
+    for index, segment in enumerate(ground_truth):
+        grouped[segment.video].append(index)
+    for video, indices in grouped.items():
+        bounds = np.array([[ground_truth[i].start, ground_truth[i].end] for i in indices])
+        gt_by_video[video] = (indices, bounds)
+
+    scores = np.array([p.score for p in predictions], dtype=np.float64)
+    ranking = np.argsort(-scores, kind="stable")  # ties keep input order
+    taken = np.zeros((len(thresholds), len(ground_truth)), dtype=bool)
+    true_positive = np.zeros((len(thresholds), len(predictions)), dtype=bool)  # (L, N)
+    for rank, index in enumerate(ranking):
+        prediction = predictions[index]
+        if prediction.video not in gt_by_video:
+            continue  # false positive at every threshold
+        indices, bounds = gt_by_video[prediction.video]
+        iou = temporal_iou(np.array([prediction.start, prediction.end]), bounds)  # (M,)
+        candidates = np.argsort(-iou, kind="stable")  # best IoU first, ties in input order
+        for level, threshold in enumerate(thresholds):
+            for candidate in candidates:
+                if iou[candidate] < threshold:
+                    break  # every remaining candidate is worse: false positive
+                gt_index = indices[candidate]
+                if taken[level, gt_index]:
+                    continue  # matched already at this threshold: try the next best
+                taken[level, gt_index] = True
+                true_positive[level, rank] = True
+                break
+
+    tp = np.cumsum(true_positive, axis=1, dtype=np.float64)  # (L, N)
+    fp = np.cumsum(~true_positive, axis=1, dtype=np.float64)
+    recall = tp / len(ground_truth)
+    precision = tp / (tp + fp)  # tp + fp = rank + 1 > 0
+    return [average_precision(precision[level], recall[level]) for level in range(len(thresholds))]
+
+
+def _check_segments(segments: Sequence[Segment], name: str) -> None:
+    for position, segment in enumerate(segments):
+        values = (segment.start, segment.end, segment.score)
+        if not all(np.isfinite(v) for v in values):
+            raise ValueError(f"{name}[{position}] {segment!r} has a non-finite time or score")
+        if segment.end < segment.start:
+            raise ValueError(
+                f"{name}[{position}] {segment!r} ends before it starts "
+                f"(end {segment.end} < start {segment.start})"
+            )
