@@ -8,46 +8,15 @@ warnings and progress on stderr. Exit codes: 0 all inputs succeeded, 1 some inpu
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from .errors import VideolensError
+from .io.discover import expand_inputs
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-# Used only to pick files out of a folder given as input; a file named explicitly is
-# always tried, whatever its extension (the decoder decides whether it is a video).
-VIDEO_EXTENSIONS = {
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv",
-    ".3gp", ".ts", ".mts", ".m2ts", ".ogv",
-}
-
-
-def expand_inputs(inputs: Sequence[str]) -> list[str]:
-    """Files as given; folders -> their video files (recursive, sorted); globs -> matches.
-
-    A pattern that matches nothing is kept as given, so it fails as a missing file with
-    its own error line instead of vanishing.
-    """
-    paths: list[str] = []
-    for item in inputs:
-        if os.path.isdir(item):
-            found = sorted(
-                str(p) for p in Path(item).rglob("*")
-                if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-            )
-            paths.extend(found)
-        elif not os.path.exists(item) and glob.has_magic(item):
-            matches = sorted(glob.glob(item, recursive=True))
-            paths.extend(m for m in matches if os.path.isfile(m)) if matches else paths.append(item)
-        else:
-            paths.append(item)
-    return paths
-
 
 def _err(message: str) -> None:
     from tqdm import tqdm
@@ -56,13 +25,25 @@ def _err(message: str) -> None:
     tqdm.write(f"videolens: {message}", file=sys.stderr)
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def _add_library_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--library", default=".videolens", metavar="DIR",
+        help="library folder (default: ./.videolens)",
+    )
+
+
+def _add_model_options(parser: argparse.ArgumentParser, default: str | None = "") -> None:
     from .models import DEFAULT_MODEL, PRESETS
 
+    if default == "":
+        default = DEFAULT_MODEL
+        said = f"default: {DEFAULT_MODEL}"
+    else:
+        said = f"default: the library's model, or {DEFAULT_MODEL} for a new library"
     parser.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help=f"preset ({', '.join(PRESETS)}), hub id or local folder (default: {DEFAULT_MODEL})",
+        default=default,
+        help=f"preset ({', '.join(PRESETS)}), hub id or local folder ({said})",
     )
     parser.add_argument(
         "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda[:N], mps"
@@ -120,6 +101,61 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, help="decoding processes (default 1)"
     )
     classify.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    index = commands.add_parser(
+        "index",
+        help="embed the frames of videos into a library, once, for search and localize",
+        description="Embed video frames into a library (incremental: unchanged files are "
+        "skipped). Safe to interrupt or kill: rerun to continue.",
+    )
+    index.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or globs")
+    _add_library_option(index)
+    _add_model_options(index, default=None)
+    index.add_argument(
+        "--fps", type=float, default=None,
+        help="frames per second to embed (default 1; fixed when the library is created)",
+    )
+    index.add_argument("--prune", action="store_true",
+                       help="drop library entries whose file is gone")
+    index.add_argument("--retry-failed", action="store_true",
+                       help="try again files that failed before and have not changed")
+    index.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    index.add_argument("--json", action="store_true", help="the summary as JSON on stdout")
+    index.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    search = commands.add_parser(
+        "search",
+        help="find moments in the library by text or by an example image",
+        description="Find moments (video, start, end, score) in an indexed library.",
+    )
+    search.add_argument("query", nargs="?", help="what to look for, in words")
+    search.add_argument("--image", metavar="FILE", help="query by an example picture instead")
+    _add_library_option(search)
+    search.add_argument("--top", type=int, default=10, help="moments to show (default 10)")
+    search.add_argument("--video", metavar="GLOB",
+                        help="only videos whose path or file name matches this glob")
+    search.add_argument("--exact", action="store_true",
+                        help="exact vector search even when the library has an ANN index")
+    _add_model_options(search, default=None)
+    search.add_argument("--json", action="store_true", help="JSON Lines on stdout")
+
+    localize = commands.add_parser(
+        "localize",
+        help="find when actions happen in a video (zero-shot temporal localization)",
+        description="Segments (label, start, end, score) where each action happens.",
+    )
+    localize.add_argument("video", metavar="VIDEO")
+    localize.add_argument("actions", nargs="+", metavar="ACTION",
+                          help="one or more actions, e.g. 'chopping vegetables'")
+    _add_library_option(localize)
+    _add_model_options(localize, default=None)
+    localize.add_argument(
+        "--fps", type=float, default=None,
+        help="frames per second when decoding (default 2; an indexed video uses the library's)",
+    )
+    localize.add_argument("--template", action="append", default=None, metavar="TEXT",
+                          help="prompt template with {} (repeatable; default: built-in set)")
+    localize.add_argument("--json", action="store_true", help="JSON Lines on stdout")
 
     probe = commands.add_parser("probe", help="print what a video file holds")
     probe.add_argument("videos", nargs="+", metavar="VIDEO")
@@ -192,6 +228,101 @@ def run_classify(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def run_index(args: argparse.Namespace) -> int:
+    from .index.ingest import index
+
+    _quiet_libraries()
+    if args.workers < 1:
+        _err("error: --workers must be at least 1")
+        return EXIT_USAGE
+
+    def report(kind: str, path: str, detail: str) -> None:
+        if kind == "failed":
+            _err(f"error: {detail}")
+        elif kind == "warning":
+            _err(f"warning: {path}: {detail}")
+
+    summary = index(
+        args.paths, library=args.library, model=args.model, fps=args.fps,
+        device=args.device, dtype=args.dtype, workers=args.workers, prune=args.prune,
+        retry_failed=args.retry_failed, on_event=report,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    if args.json:
+        print(json.dumps(summary.to_json()), flush=True)
+    else:
+        rate = summary.video_seconds / summary.seconds if summary.seconds else 0.0
+        _err(
+            f"indexed {len(summary.indexed)} videos ({summary.frames} frames, "
+            f"{summary.video_seconds / 60:.1f} min of video, {rate:.1f}x real time), "
+            f"{len(summary.unchanged)} unchanged, {len(summary.failed)} failed, "
+            f"{len(summary.pruned)} pruned in {summary.seconds:.1f} s "
+            f"(waiting for decode {summary.decode_wait_seconds:.1f} s, "
+            f"encode {summary.encode_seconds:.1f} s) -> {summary.library}"
+        )
+        for path, reason in summary.failed.items():
+            _err(f"  failed: {reason if path in reason else f'{path}: {reason}'}")
+    if summary.interrupted:
+        _err("interrupted: what was indexed is kept; run the same command to continue")
+        return 130
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from .index.query import search
+
+    _quiet_libraries()
+    moments = search(
+        args.query, image=args.image, library=args.library, model=args.model, top=args.top,
+        video_glob=args.video, exact=True if args.exact else None, device=args.device,
+        dtype=args.dtype,
+    )
+    if args.json:
+        for moment in moments:
+            print(json.dumps(moment.to_json()), flush=True)
+        return EXIT_OK
+    if not moments:
+        _err("no matches")
+        return EXIT_OK
+    width = max(len(m.video) for m in moments)
+    for rank, moment in enumerate(moments, 1):
+        print(f"{rank:>3}. {moment.video:<{width}}  {_clock(moment.start)}–{_clock(moment.end)}"
+              f"  {moment.score:.3f}")
+    return EXIT_OK
+
+
+def run_localize(args: argparse.Namespace) -> int:
+    from .errors import VideoDecodeError
+    from .index.query import localize_video
+
+    _quiet_libraries()
+    try:
+        result = localize_video(
+            args.video, args.actions, library=args.library, model=args.model, fps=args.fps,
+            templates=args.template, device=args.device, dtype=args.dtype,
+        )
+    except VideoDecodeError as err:  # the input failed, not the usage: exit 1 as classify
+        _err(f"error: {err.one_line()}")
+        return EXIT_FAILED
+    if args.json:
+        for line in result.to_json_lines():
+            print(json.dumps(line), flush=True)
+        return EXIT_OK
+    _err(f"{result.video}: frames from the {result.source} at {result.fps:g}/s")
+    if not result.detections:
+        _err("no segments found")
+    width = max((len(d.label) for d in result.detections), default=0)
+    for d in result.detections:
+        print(f"{d.label:<{width}}  {_clock(d.start)}–{_clock(d.end)}  {d.score:.3f}")
+    return EXIT_OK
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{rest:04.1f}" if hours else f"{minutes}:{rest:04.1f}"
+
+
 def run_probe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -232,7 +363,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    handlers = {"classify": run_classify, "probe": run_probe, "models": run_models}
+    handlers = {
+        "classify": run_classify,
+        "index": run_index,
+        "search": run_search,
+        "localize": run_localize,
+        "probe": run_probe,
+        "models": run_models,
+    }
     try:
         return handlers[args.command](args)
     except VideolensError as err:

@@ -44,6 +44,7 @@ class VideoTextModel(ABC):
             X-CLIP adds a video-conditioned prompt to the raw text embedding before it
             normalises, so its text rows stay raw until :meth:`logits`.
         fingerprint: identifies the weights (used to key on-disk caches).
+        embed_dim: D, the width of every embedding.
     """
 
     name: str
@@ -52,6 +53,7 @@ class VideoTextModel(ABC):
     default_frames: int = 8
     text_normalized: bool = True
     fingerprint: str = ""
+    embed_dim: int
     device: torch.device
     dtype: torch.dtype
 

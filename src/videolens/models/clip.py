@@ -82,6 +82,10 @@ class FrameAveragingModel(VideoTextModel):
         self.fingerprint = fingerprint
         self.default_frames = default_frames
         self.context_length = int(hf_model.config.text_config.max_position_embeddings)
+        config = hf_model.config
+        # SigLIP has no projection: its embeddings are the vision tower's width
+        self.embed_dim = int(getattr(config, "projection_dim", None)
+                             or config.vision_config.hidden_size)
 
     @property
     def logit_scale(self) -> float:
@@ -107,10 +111,6 @@ class FrameAveragingModel(VideoTextModel):
             chunks.append(l2_normalize(features.float()).cpu())
         return torch.cat(chunks) if chunks else torch.empty(0, self.embed_dim)
 
-    @property
-    def embed_dim(self) -> int:
-        config = self.model.config
-        return int(getattr(config, "projection_dim", None) or config.vision_config.hidden_size)
 
     def encode_videos(self, videos: Sequence[np.ndarray]) -> list[VideoEmbedding]:
         lengths = [len(v) for v in videos]

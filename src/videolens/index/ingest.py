@@ -1,0 +1,312 @@
+"""Index videos into a library: reader -> encoder -> writer, incremental and crash-safe.
+
+The loop reads plainly (clip-retrieval's runner): ``loaded = next(reader)`` decodes in a
+worker process ahead of the model, ``vectors = model.encode_frames(frames)`` runs here, and
+``writer.add_video(...)`` commits one video per transaction, so a crash (even ``kill -9``)
+loses at most the video being encoded and a rerun picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LibraryError, UsageError, VideoDecodeError
+from ..io import FrameReader, Frames, Sampling, VideoInfo, expand_inputs, probe, read_frames
+from ..models import DEFAULT_MODEL, VideoTextModel, load_model
+from .store import Library
+
+DEFAULT_LIBRARY = ".videolens"
+DEFAULT_FPS = 1.0
+# Frames are shrunk in the decoding worker so that a long video at 1 frame/s stays small in
+# memory and cheap to hand between processes; CLIP-family processors resize to 224-384 px.
+MAX_SIDE = 448
+# Frames read per seek pass, bounding the full-resolution frames alive at once.
+CHUNK = 64
+
+
+@dataclass
+class IndexSummary:
+    """What an index run did. Times in seconds."""
+
+    library: str
+    indexed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    pruned: list[str] = field(default_factory=list)
+    frames: int = 0
+    video_seconds: float = 0.0
+    seconds: float = 0.0
+    decode_wait_seconds: float = 0.0
+    encode_seconds: float = 0.0
+    interrupted: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "library": self.library,
+            "indexed": self.indexed,
+            "unchanged": len(self.unchanged),
+            "failed": self.failed,
+            "pruned": self.pruned,
+            "frames": self.frames,
+            "video_seconds": round(self.video_seconds, 3),
+            "seconds": round(self.seconds, 3),
+            "decode_wait_seconds": round(self.decode_wait_seconds, 3),
+            "encode_seconds": round(self.encode_seconds, 3),
+            "interrupted": self.interrupted,
+        }
+
+
+def file_fingerprint(path: str, size: int) -> str:
+    """Content fingerprint: BLAKE2b of the size and the first and last 64 KiB.
+
+    Cheap on multi-GB files and enough to recognise the same file after a copy or touch.
+    """
+    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with open(path, "rb") as handle:
+        digest.update(handle.read(65536))
+        if size > 131072:
+            handle.seek(size - 65536)
+        digest.update(handle.read(65536))
+    return digest.hexdigest()
+
+
+def _shrink(frames: np.ndarray, max_side: int) -> np.ndarray:
+    """(T, H, W, 3) -> the same frames with their longer side at most ``max_side``."""
+    height, width = frames.shape[1:3]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return frames
+    from PIL import Image
+
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.stack(
+        [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BICUBIC)) for f in frames]
+    )
+
+
+def load_for_index(
+    path: str, sampling: Sampling, max_side: int = MAX_SIDE
+) -> tuple[VideoInfo, Frames]:
+    """Worker-side loader: frames at ``sampling``'s fixed rate, shrunk, read in chunks.
+
+    Times that land on the same frame (a file with fewer frames per second than the
+    sampling rate) are kept once, so each stored vector is a distinct frame.
+    """
+    info = probe(path)
+    times = sampling.times(info.duration)
+    images, stamps, warnings = [], [], []
+    decoded = 0
+    for chunk in np.array_split(times, max(1, math.ceil(len(times) / CHUNK))):
+        sampled = read_frames(path, chunk)
+        images.append(_shrink(sampled.frames, max_side))
+        stamps.append(sampled.timestamps)
+        warnings.extend(w for w in sampled.warnings if w not in warnings)
+        decoded += sampled.decoded_frames
+    frames, timestamps = np.concatenate(images), np.concatenate(stamps)
+    _, first = np.unique(timestamps, return_index=True)
+    keep = np.sort(first)
+    return info, Frames(frames[keep], timestamps[keep], times, warnings, decoded)
+
+
+def _resolve(path: str) -> str:
+    return str(Path(path).resolve())
+
+
+def index(
+    paths: Iterable[str | os.PathLike],
+    *,
+    library: str | os.PathLike = DEFAULT_LIBRARY,
+    model: VideoTextModel | str | None = None,
+    fps: float | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    workers: int = 1,
+    prune: bool = False,
+    retry_failed: bool = False,
+    progress: bool = False,
+    on_event=None,
+) -> IndexSummary:
+    """Embed the frames of every video under ``paths`` into the library at ``library``.
+
+    Files and folders are walked (videos recognised by content); unchanged files (same size
+    and mtime) are skipped, changed ones re-indexed, files that failed before and have not
+    changed are skipped unless ``retry_failed``; ``prune`` drops library entries whose file
+    is gone. The first run creates the library bound to ``model`` (default ``clip-b32``) and
+    ``fps`` (default 1 frame/s); later runs use what the library was built with, and naming
+    another model or rate is a :class:`LibraryError`.
+
+    ``on_event(kind, path, detail)``, if given, is called for ``"indexed"``, ``"failed"``,
+    ``"warning"`` and ``"pruned"`` as they happen.
+    """
+    started = time.perf_counter()
+    root = Path(library)
+    summary = IndexSummary(library=str(root))
+    if fps is not None and not fps > 0:
+        raise UsageError(f"--fps must be positive, got {fps}")
+    candidates = [_resolve(p) for p in expand_inputs(paths)]
+    encoder: VideoTextModel | None = model if isinstance(model, VideoTextModel) else None
+
+    def get_model() -> VideoTextModel:
+        nonlocal encoder
+        if encoder is None:
+            encoder = load_model(model or existing_model or DEFAULT_MODEL, device, dtype)
+            if store is not None:
+                store.check_model(model_meta(encoder))
+        return encoder
+
+    existing_model = None
+    store: Library | None = None
+    if (root / "library.sqlite").exists():
+        store = Library.open(root)
+        existing_model = store.model.get("name")
+        if model is not None:
+            get_model()  # a different model is an error before any work
+        if fps is not None and not math.isclose(store.sampling.get("fps", fps), fps):
+            raise LibraryError(
+                f"this library samples {store.sampling.get('fps')} frames/s, not {fps}",
+                path=root,
+                hint="leave --fps out, or index into another --library",
+            )
+    sampling = Sampling(kind="rate", fps=fps or (store.sampling["fps"] if store else DEFAULT_FPS))
+
+    emit = on_event or (lambda kind, path, detail: None)
+    try:
+        if store is None:
+            store = Library.create(
+                root,
+                model_meta(get_model()),
+                {"kind": "rate", "fps": sampling.fps, "max_side": MAX_SIDE},
+            )
+        with store.writer() as writer:
+            todo = _plan(store, candidates, summary, retry_failed, emit)
+            if todo:
+                _run(todo, store, writer, get_model(), sampling, workers, progress, summary, emit)
+            if prune:
+                for record in store.videos():
+                    if not os.path.exists(record.path):
+                        writer.remove_video(record.path)
+                        summary.pruned.append(record.path)
+                        emit("pruned", record.path, "")
+        if summary.indexed or summary.pruned:
+            store.refresh_vectors()
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        if store is not None:
+            store.close()
+        summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def model_meta(model: VideoTextModel) -> dict:
+    """What a library records about the model its vectors come from."""
+    return {"name": model.name, "fingerprint": model.fingerprint,
+            "embed_dim": int(model.embed_dim), "kind": model.kind}
+
+
+def _plan(store, candidates, summary, retry_failed, emit) -> dict[str, tuple[int, int]]:
+    """Split candidates into work to do (path -> size, mtime_ns as planned), unchanged
+    files, and known or new failures."""
+    known_failures = store.failures()
+    todo: dict[str, tuple[int, int]] = {}
+    for path in candidates:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            summary.failed[path] = f"{path}: no such file — check the path"
+            emit("failed", path, summary.failed[path])
+            continue
+        record = store.video_by_path(path)
+        if record is not None and (record.size, record.mtime_ns) == (stat.st_size,
+                                                                     stat.st_mtime_ns):
+            summary.unchanged.append(path)
+            continue
+        failure = known_failures.get(path)
+        if (not retry_failed and failure is not None
+                and failure[1:] == (stat.st_size, stat.st_mtime_ns)):
+            summary.failed[path] = f"{failure[0]} (unchanged since it failed; --retry-failed)"
+            continue
+        # the stat taken now is stored: if the file changes while it is being indexed, the
+        # next run sees a different mtime and indexes it again
+        todo[path] = (stat.st_size, stat.st_mtime_ns)
+    return todo
+
+
+def _run(todo, store, writer, model, sampling, workers, progress, summary, emit) -> None:
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="video", file=sys.stderr, dynamic_ncols=True)
+    loader = partial(load_for_index, max_side=MAX_SIDE)
+    try:
+        with FrameReader(sampling, workers=workers, loader=loader) as reader:
+            results = reader.map(list(todo))
+            while True:
+                waited = time.perf_counter()
+                try:
+                    path, loaded = next(results)
+                except StopIteration:
+                    break
+                encode_start = time.perf_counter()
+                summary.decode_wait_seconds += encode_start - waited
+                _store_one(path, todo[path], loaded, writer, model, summary, emit)
+                summary.encode_seconds += time.perf_counter() - encode_start
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(frames=summary.frames, refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _store_one(path, planned, loaded, writer, model, summary, emit) -> None:
+    size, mtime_ns = planned
+    if isinstance(loaded, VideoDecodeError):
+        reason = loaded.one_line()
+        writer.record_failure(path, reason, size, mtime_ns)
+        summary.failed[path] = reason
+        emit("failed", path, reason)
+        return
+    info, sampled = loaded
+    try:
+        vectors = model.encode_frames(sampled.frames).numpy()
+    except (RuntimeError, ValueError) as err:
+        reason = f"{path}: encoding failed: {str(err).splitlines()[0] if str(err) else err!r}"
+        writer.record_failure(path, reason, size, mtime_ns)
+        summary.failed[path] = reason
+        emit("failed", path, reason)
+        return
+    for warning in sampled.warnings:
+        emit("warning", path, warning)
+    writer.add_video(
+        {
+            "path": path,
+            "size": size,
+            "mtime_ns": mtime_ns,
+            "fingerprint": file_fingerprint(path, size),
+            "duration": info.duration,
+            "fps": info.fps,
+            "width": info.width,
+            "height": info.height,
+            "num_frames": len(sampled.timestamps),
+            "indexed_at": time.time(),
+            "warnings": tuple(sampled.warnings),
+        },
+        sampled.timestamps,
+        vectors,
+    )
+    summary.indexed.append(path)
+    summary.frames += len(sampled.timestamps)
+    summary.video_seconds += info.duration
+    emit("indexed", path, f"{len(sampled.timestamps)} frames")
