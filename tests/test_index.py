@@ -241,3 +241,16 @@ def test_localize_uses_library_frames_or_decodes(collection, tmp_path, tiny_clip
     code = main(["localize", str(collection / "broken.mp4"), "x", "--model", tiny_clip])
     _, err = capsys.readouterr()
     assert code == 1 and "broken.mp4" in err and "Traceback" not in err
+
+
+def test_changed_file_that_no_longer_decodes_leaves_the_library(collection, tmp_path,
+                                                                tiny_clip):
+    library = tmp_path / "lib"
+    kitchen = collection / "kitchen.mp4"
+    index([kitchen], library=library, model=tiny_clip, device="cpu")
+    make_truncated(kitchen, tmp_path / "half.mp4", 0.5)
+    shutil.copy(tmp_path / "half.mp4", kitchen)
+    summary = index([kitchen], library=library, device="cpu")
+    assert list(summary.failed) == [str(kitchen)]
+    with Library.open(library) as store:
+        assert store.videos() == [] and str(kitchen) in store.failures()

@@ -43,3 +43,8 @@ class LabelError(VideolensError):
 
 class UsageError(VideolensError):
     """Invalid arguments from the caller (bad option value, no inputs)."""
+
+
+class LibraryError(VideolensError):
+    """A video library is missing, locked by another writer, bound to another model, or
+    written by a newer videolens."""

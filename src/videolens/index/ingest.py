@@ -274,6 +274,9 @@ def _store_one(path, planned, loaded, writer, model, summary, emit) -> None:
     size, mtime_ns = planned
     if isinstance(loaded, VideoDecodeError):
         reason = loaded.one_line()
+        # the file changed since it was indexed and no longer decodes: its old vectors
+        # describe content that is gone, so they must not keep answering searches
+        writer.remove_video(path)
         writer.record_failure(path, reason, size, mtime_ns)
         summary.failed[path] = reason
         emit("failed", path, reason)
