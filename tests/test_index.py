@@ -254,3 +254,23 @@ def test_changed_file_that_no_longer_decodes_leaves_the_library(collection, tmp_
     assert list(summary.failed) == [str(kitchen)]
     with Library.open(library) as store:
         assert store.videos() == [] and str(kitchen) in store.failures()
+
+
+def test_every_bad_input_fails_alone(bad_videos, video_mp4, tmp_path, tiny_clip):
+    library = tmp_path / "lib"
+    events = []
+    inputs = [bad_videos[k] for k in ("missing", "empty", "text", "image", "audio_only",
+                                      "truncated", "truncated_faststart", "corrupt_middle")]
+    # 4 frames/s reaches into the damaged middle of corrupt.mp4 (1/s can step over it)
+    summary = index([*inputs, video_mp4], library=library, model=tiny_clip, fps=4,
+                    device="cpu", on_event=lambda kind, path, detail: events.append((kind, path)))
+    expected_failed = {str(Path(p).resolve()) for p in inputs[:6]}
+    assert set(summary.failed) == expected_failed
+    for path, reason in summary.failed.items():
+        assert Path(path).name in reason and "\n" not in reason
+    # damaged but partly decodable files are indexed, with their warnings reported
+    indexed = {Path(p).name for p in summary.indexed}
+    assert indexed == {"truncated-fs.mp4", "corrupt.mp4", Path(video_mp4).name}
+    assert ("warning", str(Path(bad_videos["corrupt_middle"]).resolve())) in events
+    with Library.open(library) as store:
+        assert len(store.videos()) == 3

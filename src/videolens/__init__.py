@@ -32,19 +32,33 @@ _LAZY = {
     "probe": "io",
     "read_frames": "io",
     "LabelSet": "text",
+    "index_videos": "index.ingest",
+    "search": "index.query",
+    "localize": "index.query",
+    "Library": "index.store",
     "load_labels": "text",
 }
 
 if TYPE_CHECKING:
+    from .index.ingest import index as index_videos
+    from .index.query import localize_video as localize
+    from .index.query import search
+    from .index.store import Library
     from .io import probe, read_frames
     from .models import load_model
     from .tasks import LabelScore, VideoResult, classify, iter_classify
     from .text import LabelSet, load_labels
 
 
+# `videolens.index` is the subpackage (importing videolens.index.store binds that name), so
+# the indexing function is exported as index_videos
+_RENAMED = {"localize": "localize_video", "index_videos": "index"}
+
+
 def __getattr__(name: str):
     if name in _LAZY:
-        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        module = import_module(f".{_LAZY[name]}", __name__)
+        value = getattr(module, _RENAMED.get(name, name))
         globals()[name] = value
         return value
     raise AttributeError(f"module 'videolens' has no attribute {name!r}")
@@ -54,6 +68,7 @@ __all__ = [
     "LabelError",
     "LabelScore",
     "LabelSet",
+    "Library",
     "ModelLoadError",
     "UsageError",
     "VideoDecodeError",
@@ -61,9 +76,12 @@ __all__ = [
     "VideolensError",
     "__version__",
     "classify",
+    "index_videos",
     "iter_classify",
     "load_labels",
     "load_model",
+    "localize",
     "probe",
     "read_frames",
+    "search",
 ]
