@@ -47,7 +47,7 @@ def library_model(library: Library, model: VideoTextModel | str | None, device: 
 def search(
     query: str | None = None,
     *,
-    image: str | os.PathLike | None = None,
+    image: str | os.PathLike | np.ndarray | None = None,
     library: str | os.PathLike | Library = ".videolens",
     model: VideoTextModel | str | None = None,
     top: int = 10,
@@ -56,7 +56,8 @@ def search(
     device: str = "auto",
     dtype: str = "auto",
 ) -> list[Moment]:
-    """Moments matching a text ``query`` or an example ``image``, best first.
+    """Moments matching a text ``query`` or an example ``image`` (a file, or an (H, W, 3)
+    RGB uint8 array), best first.
 
     ``video_glob`` keeps videos whose path (or file name) matches it. ``exact``: force exact
     (True) or approximate (False) vector search; by default the store decides by size.
@@ -70,7 +71,9 @@ def search(
     store = library if isinstance(library, Library) else Library.open(library)
     try:
         encoder = library_model(store, model, device, dtype)
-        if image is not None:
+        if isinstance(image, np.ndarray):
+            vector = encoder.encode_frames(image.reshape(1, *image.shape[-3:])).numpy()
+        elif image is not None:
             vector = encoder.encode_frames(load_image(image)).numpy()
         else:
             vector = encoder.encode_text([query]).numpy()
