@@ -1,21 +1,37 @@
-"""Research protocols: metrics (each with its definition) for zero-shot evaluation."""
+"""Research protocols: metrics (each with its definition), an embedding cache, protocols."""
 
 from .metrics import (
     ACTIVITYNET_IOUS,
     THUMOS14_IOUS,
     DetectionResult,
+    RetrievalResult,
     Segment,
     average_precision,
+    confusion_matrix,
     detection_map,
+    mean_class_accuracy,
+    multilabel_map,
+    retrieval_metrics,
+    retrieval_ranks,
     temporal_iou,
+    topk_accuracy,
+    true_class_ranks,
 )
 
 __all__ = [
     "ACTIVITYNET_IOUS",
     "THUMOS14_IOUS",
     "DetectionResult",
+    "RetrievalResult",
     "Segment",
     "average_precision",
+    "confusion_matrix",
     "detection_map",
+    "mean_class_accuracy",
+    "multilabel_map",
+    "retrieval_metrics",
+    "retrieval_ranks",
     "temporal_iou",
+    "topk_accuracy",
+    "true_class_ranks",
 ]

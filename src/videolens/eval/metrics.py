@@ -225,3 +225,141 @@ def _check_segments(segments: Sequence[Segment], name: str) -> None:
                 f"{name}[{position}] {segment!r} ends before it starts "
                 f"(end {segment.end} < start {segment.start})"
             )
+
+
+# --------------------------------------------------------------------------------------------
+# Classification
+
+
+def true_class_ranks(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """1-based rank of each sample's true class among the K class scores, ties pessimistic.
+
+    ``scores``: (N, K); ``labels``: (N,) int. Rank = 1 + the number of *other* classes scoring
+    greater than or equal to the true class, so a tie never helps: a model that gives every
+    class the same score has top-1 accuracy 0, not 1/K or 1.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if scores.ndim != 2 or labels.shape != (scores.shape[0],):
+        raise ValueError(f"scores must be (N, K) and labels (N,), got {scores.shape} and "
+                         f"{labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= scores.shape[1]):
+        raise ValueError(f"labels must lie in [0, {scores.shape[1]}), got {labels.min()}.."
+                         f"{labels.max()}")
+    true = scores[np.arange(len(labels)), labels][:, None]
+    return (scores >= true).sum(axis=1).astype(np.int64)  # counts the true class itself: +1
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
+    """Share of samples whose true class is among the ``k`` best (per-video mean, ties
+    pessimistic, see :func:`true_class_ranks`). The "top-1"/"top-5" of every action
+    recognition paper (e.g. mmaction2's ``top_k_accuracy`` up to its tie handling)."""
+    ranks = true_class_ranks(scores, labels)
+    return float((ranks <= k).mean()) if len(ranks) else float("nan")
+
+
+def mean_class_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
+    """Top-``k`` accuracy computed per class, then averaged over the classes that have samples
+    ("mean class accuracy", mmaction2's ``mean_class_accuracy``); robust to class imbalance."""
+    ranks = true_class_ranks(scores, labels)
+    labels = np.asarray(labels)
+    per_class = [float((ranks[labels == c] <= k).mean()) for c in np.unique(labels)]
+    return float(np.mean(per_class)) if per_class else float("nan")
+
+
+def confusion_matrix(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K, K) counts, rows = true class, columns = predicted class."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels), np.asarray(predicted)), 1)
+    return matrix
+
+
+def multilabel_map(scores: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+    """Charades mAP: mean over classes of non-interpolated average precision.
+
+    Definition, as in the official ``Charades_v1_classify.m`` (adapted from THUMOS15's
+    ``TH14eventclspr``): per class, videos are ranked by score, high to low (ties keep input
+    order: MATLAB's ``sort`` is stable); precision is computed at every rank;
+    ``AP = sum(precision at the ranks of positive videos) / number of positives``. Classes
+    without any positive video have no AP (NaN in the returned array) and are left out of the
+    mean (all 157 Charades classes have test positives, so this only matters for subsets).
+
+    ``scores``: (N, C); ``targets``: (N, C) with 1 for present classes, 0 otherwise.
+    Returns (mAP, per-class AP).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    targets = np.asarray(targets) > 0
+    if scores.shape != targets.shape or scores.ndim != 2:
+        raise ValueError(f"scores and targets must both be (N, C), got {scores.shape} and "
+                         f"{targets.shape}")
+    ap = np.full(scores.shape[1], np.nan)
+    for c in range(scores.shape[1]):
+        positives = targets[:, c].sum()
+        if positives == 0:
+            continue
+        order = np.argsort(-scores[:, c], kind="stable")
+        hits = targets[order, c]
+        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        ap[c] = precision[hits].sum() / positives
+    valid = ~np.isnan(ap)
+    return (float(ap[valid].mean()) if valid.any() else float("nan")), ap
+
+
+# --------------------------------------------------------------------------------------------
+# Retrieval
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    """Recall at 1/5/10 (share of queries whose first correct item ranks within K), median and
+    mean rank (1-based) of the first correct item."""
+
+    r1: float
+    r5: float
+    r10: float
+    median_rank: float
+    mean_rank: float
+    ranks: tuple[int, ...]
+
+    def as_dict(self, prefix: str = "") -> dict[str, float]:
+        return {f"{prefix}R@1": self.r1, f"{prefix}R@5": self.r5, f"{prefix}R@10": self.r10,
+                f"{prefix}MdR": self.median_rank, f"{prefix}MnR": self.mean_rank}
+
+
+def retrieval_ranks(similarity: np.ndarray, relevant: Sequence[Sequence[int]]) -> np.ndarray:
+    """1-based rank of the best-ranked relevant item for each query, ties pessimistic.
+
+    ``similarity``: (Q, M) query-by-item scores; ``relevant[q]``: indices of the items that are
+    correct for query ``q``. The rank of item ``m`` is 1 + the number of *other* items scoring
+    >= it (so a constant similarity matrix ranks every correct item last, not first); a query's
+    rank is the smallest rank among its relevant items. With one caption per video this is the
+    usual CLIP4Clip / Frozen-in-Time ``compute_metrics`` up to ties (they take
+    ``argsort`` order, which favours low indices).
+    """
+    similarity = np.asarray(similarity, dtype=np.float64)
+    if similarity.ndim != 2 or len(relevant) != similarity.shape[0]:
+        raise ValueError(f"similarity must be (Q, M) with one relevant list per query, got "
+                         f"{similarity.shape} and {len(relevant)} lists")
+    ranks = np.empty(len(relevant), dtype=np.int64)
+    for q, items in enumerate(relevant):
+        if len(items) == 0:
+            raise ValueError(f"query {q} has no relevant item")
+        row = similarity[q]
+        ranks[q] = min(int((row >= row[m]).sum()) for m in items)
+    return ranks
+
+
+def retrieval_metrics(similarity: np.ndarray, relevant: Sequence[Sequence[int]]
+                      ) -> RetrievalResult:
+    """R@1, R@5, R@10, median and mean rank from :func:`retrieval_ranks`.
+
+    Several captions per video, as the papers do: text->video uses every caption as its own
+    query (``relevant`` = its one video); video->text ranks all captions for each video and
+    takes the best-ranked of that video's captions (``relevant`` = all its captions).
+    """
+    ranks = retrieval_ranks(similarity, relevant)
+    return RetrievalResult(
+        r1=float((ranks <= 1).mean()), r5=float((ranks <= 5).mean()),
+        r10=float((ranks <= 10).mean()), median_rank=float(np.median(ranks)),
+        mean_rank=float(ranks.mean()), ranks=tuple(int(r) for r in ranks),
+    )

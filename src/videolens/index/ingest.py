@@ -8,7 +8,6 @@ loses at most the video being encoded and a rerun picks up where it stopped.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import sys
@@ -21,7 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LibraryError, UsageError, VideoDecodeError
-from ..io import FrameReader, Frames, Sampling, VideoInfo, expand_inputs, probe, read_frames
+from ..io import (
+    FrameReader,
+    Frames,
+    Sampling,
+    VideoInfo,
+    expand_inputs,
+    file_fingerprint,
+    probe,
+    read_frames,
+)
 from ..models import DEFAULT_MODEL, VideoTextModel, load_model
 from .store import Library
 
@@ -64,20 +72,6 @@ class IndexSummary:
             "encode_seconds": round(self.encode_seconds, 3),
             "interrupted": self.interrupted,
         }
-
-
-def file_fingerprint(path: str, size: int) -> str:
-    """Content fingerprint: BLAKE2b of the size and the first and last 64 KiB.
-
-    Cheap on multi-GB files and enough to recognise the same file after a copy or touch.
-    """
-    digest = hashlib.blake2b(str(size).encode(), digest_size=16)
-    with open(path, "rb") as handle:
-        digest.update(handle.read(65536))
-        if size > 131072:
-            handle.seek(size - 65536)
-        digest.update(handle.read(65536))
-    return digest.hexdigest()
 
 
 def _shrink(frames: np.ndarray, max_side: int) -> np.ndarray:

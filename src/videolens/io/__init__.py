@@ -1,7 +1,7 @@
 """File -> frames with timestamps in seconds: probing, sampling, decoding, crash isolation."""
 
 from .decode import Frames, iter_frames, load_video, read_clips, read_frames, to_rgb
-from .discover import expand_inputs, looks_like_video
+from .discover import expand_inputs, file_fingerprint, looks_like_video
 from .isolate import FrameReader, probe_many
 from .probe import VideoInfo, open_video, probe
 from .sampling import Sampling, dense_windows, fixed_rate_times, uniform_times
@@ -13,6 +13,7 @@ __all__ = [
     "VideoInfo",
     "dense_windows",
     "expand_inputs",
+    "file_fingerprint",
     "fixed_rate_times",
     "iter_frames",
     "load_video",
