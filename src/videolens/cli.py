@@ -157,6 +157,38 @@ def build_parser() -> argparse.ArgumentParser:
                           help="prompt template with {} (repeatable; default: built-in set)")
     localize.add_argument("--json", action="store_true", help="JSON Lines on stdout")
 
+    evaluate = commands.add_parser(
+        "eval",
+        help="research protocols on a dataset you have on disk (zero-shot, retrieval)",
+        description="Evaluate a model with a published protocol. videolens never downloads "
+        "datasets: point --root at your copy.",
+    )
+    evaluate.add_argument("protocol", choices=["zero-shot", "retrieval"])
+    evaluate.add_argument("--dataset", required=True,
+                          help="ucf101, hmdb51, kinetics400/600/700, ssv2, charades, msrvtt, "
+                          "generic")
+    evaluate.add_argument("--root", required=True, metavar="DIR",
+                          help="the dataset folder (official layout)")
+    evaluate.add_argument("--split", default=None,
+                          help="a split (e.g. test1, val, all), or 'splits' for mean ± std over "
+                          "the three official test splits (default: the dataset's)")
+    _add_model_options(evaluate)
+    evaluate.add_argument("--frames", type=int, default=None,
+                          help="frames per video (default: the model's)")
+    evaluate.add_argument("--template", action="append", default=None, metavar="TEXT",
+                          help="prompt template with {} (repeatable; default: built-in set)")
+    evaluate.add_argument("--class-texts", metavar="FILE", default=None,
+                          help="YAML/JSON/TXT overriding class texts or adding descriptions")
+    evaluate.add_argument("--class-names", metavar="FILE", default=None,
+                          help="class-name file fixing class ids (one per line or id,name CSV)")
+    evaluate.add_argument("--workers", type=int, default=1, help="decoding processes")
+    evaluate.add_argument("--json", action="store_true", help="the result as JSON on stdout")
+    evaluate.add_argument("--csv", metavar="FILE", default=None,
+                          help="also write the metrics as CSV")
+    evaluate.add_argument("--plot", metavar="DIR", default=None,
+                          help="also write PNG figures (confusion matrix, per-class accuracy)")
+    evaluate.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
     probe = commands.add_parser("probe", help="print what a video file holds")
     probe.add_argument("videos", nargs="+", metavar="VIDEO")
     probe.add_argument("--json", action="store_true", help="JSON Lines on stdout")
@@ -317,6 +349,35 @@ def run_localize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_eval(args: argparse.Namespace) -> int:
+    from .eval.protocols import evaluate
+    from .eval.report import table, write_csv, write_plots
+    from .models import load_model
+
+    _quiet_libraries()
+    model = load_model(args.model, args.device, args.dtype)
+    result = evaluate(
+        args.protocol, args.dataset, args.root, model=model, split=args.split,
+        frames=args.frames, templates=args.template, overrides=args.class_texts,
+        class_names_file=args.class_names, workers=args.workers,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    for path, reason in list(result.failures.items())[:20]:
+        _err(f"warning: left out: {reason if path in reason else f'{path}: {reason}'}")
+    if len(result.failures) > 20:
+        _err(f"warning: ... and {len(result.failures) - 20} more videos left out")
+    if args.csv:
+        write_csv([result], args.csv)
+    if args.plot:
+        for written in write_plots(result, args.plot):
+            _err(f"wrote {written}")
+    if args.json:
+        print(json.dumps(result.to_json()), flush=True)
+    else:
+        print(table(result))
+    return EXIT_OK
+
+
 def _clock(seconds: float) -> str:
     minutes, rest = divmod(seconds, 60)
     hours, minutes = divmod(int(minutes), 60)
@@ -368,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "index": run_index,
         "search": run_search,
         "localize": run_localize,
+        "eval": run_eval,
         "probe": run_probe,
         "models": run_models,
     }

@@ -161,6 +161,13 @@ def over_splits(results: Sequence[EvalResult]) -> EvalResult:
                         sum(r.num_videos for r in results), first.record,
                         class_texts=first.class_texts)
     merged.extra["splits"] = {r.split: r.metrics for r in results}
+    if all(r.confusion is not None for r in results):
+        merged.confusion = sum(r.confusion for r in results)  # counts over all test videos
+    per_class: dict[str, list[float]] = {}
+    for r in results:
+        for text, value in r.per_class.items():
+            per_class.setdefault(text, []).append(value)
+    merged.per_class = {text: float(np.mean(values)) for text, values in per_class.items()}
     for r in results:
         merged.failures.update(r.failures)
     return merged
@@ -205,3 +212,53 @@ def retrieval(dataset, model: VideoTextModel, *, frames: int | None = None,
     record = run_record(model, sampling, [], captions=len(captions))
     return EvalResult("retrieval", dataset.name, dataset.split, metrics, len(kept), record,
                       failures=videos.failures)
+
+
+PROTOCOLS = ("zero-shot", "retrieval")
+SPLIT_SETS = {"ucf101": ("test1", "test2", "test3"), "hmdb51": ("test1", "test2", "test3")}
+
+
+def evaluate(
+    protocol: str,
+    dataset: str,
+    root: str,
+    *,
+    model: VideoTextModel,
+    split: str | None = None,
+    frames: int | None = None,
+    templates: Sequence[str] | None = None,
+    overrides: str | None = None,
+    class_names_file: str | None = None,
+    workers: int = 1,
+    progress: bool = False,
+) -> EvalResult:
+    """Run ``protocol`` on ``dataset`` read from ``root`` (never downloaded).
+
+    ``split="splits"`` runs the dataset's three official test splits and reports mean ± std
+    (UCF101, HMDB51); ``split="all"`` is the full test set (every video, the "UCF*" of the
+    papers). Video embeddings are cached per (weights, sampling, file), so a second run with
+    other templates or overrides only encodes text.
+    """
+    from .datasets import load_dataset
+
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"unknown protocol {protocol!r}", hint=f"use one of {PROTOCOLS}")
+    splits = SPLIT_SETS.get(dataset) if split == "splits" else (split,)
+    if splits is None:
+        raise UsageError(f"--split splits is defined for {', '.join(SPLIT_SETS)} only")
+    sampling = sampling_for(model, frames)
+    results = []
+    with EmbeddingCache(model, sampling) as cache:
+        for name in splits:
+            data = load_dataset(dataset, root, split=name, overrides=overrides,
+                                class_names_file=class_names_file)
+            if protocol == "retrieval":
+                result = retrieval(data, model, frames=frames, cache=cache, workers=workers,
+                                   progress=progress)
+            else:
+                result = zero_shot(data, model, frames=frames, templates=templates,
+                                   cache=cache, workers=workers, progress=progress)
+            result.record["dataset_sources"] = list(getattr(data, "sources", ()))
+            result.record["missing_videos"] = len(getattr(data, "missing", ()))
+            results.append(result)
+    return results[0] if len(results) == 1 else over_splits(results)
