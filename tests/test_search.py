@@ -42,3 +42,10 @@ def test_unknown_videos_are_dropped_and_ties_are_deterministic():
     moments = merge_hits(hits, VIDEOS, step=1.0)
     assert [(m.video, m.start) for m in moments] == [("a.mp4", 5.0), ("b.mp4", 1.0)]
     assert merge_hits([], VIDEOS, step=1.0) == []
+
+
+def test_equal_neighbours_of_a_weak_seed_join():
+    hits = [H(1, 0.0, 0.9), H(1, 1.0, 0.9), H(1, 5.0, 0.1), H(1, 6.0, 0.1), H(1, 9.0, 0.5)]
+    moments = merge_hits(hits, VIDEOS, step=1.0)
+    # median 0.5: the 0.1 frames are below it, yet the two equal ones form one moment
+    assert [(m.start, m.end) for m in moments] == [(0.0, 2.0), (9.0, 10.0), (5.0, 7.0)]

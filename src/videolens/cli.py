@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .cli_serve import add_serve_command, run_serve
 from .errors import VideolensError
 from .io.discover import expand_inputs
 
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="JSON Lines on stdout")
 
     commands.add_parser("models", help="list the model presets")
+    add_serve_command(commands)
     return parser
 
 
@@ -430,6 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "search": run_search,
         "localize": run_localize,
         "eval": run_eval,
+        "serve": run_serve,
         "probe": run_probe,
         "models": run_models,
     }

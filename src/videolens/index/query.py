@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import UsageError, VideoDecodeError
 from ..io import FrameReader, Sampling
 from ..models import DEFAULT_MODEL, VideoTextModel, load_model
+from ..models.text_cache import encode_text_cached
 from ..tasks.classify import build_zero_shot_classifier
 from ..tasks.localize import Detection, localize
 from ..tasks.search import Moment, load_image, merge_hits
@@ -76,7 +77,7 @@ def search(
         elif image is not None:
             vector = encoder.encode_frames(load_image(image)).numpy()
         else:
-            vector = encoder.encode_text([query]).numpy()
+            vector = encode_text_cached(encoder, [query]).numpy()
             vector = vector / np.linalg.norm(vector, axis=1, keepdims=True)
         records = store.videos()
         allowed = None

@@ -85,7 +85,8 @@ def merge_hits(
             continue
         video_id, i = position[id(seed)]
         group = by_video[video_id]
-        floor = seed.score - spread * (seed.score - median)
+        # a seed below the median still takes its equally good neighbours
+        floor = seed.score - spread * max(seed.score - median, 0.0)
         lo = hi = i
         while lo > 0 and _joins(group[lo], group[lo - 1], taken, floor, step):
             lo -= 1

@@ -1,0 +1,211 @@
+"""`videolens serve` under load: 50 concurrent clients sending text searches for 30 s.
+
+The server runs in its own process (the same ``run_serve`` as ``videolens serve``) on a free
+loopback port; the clients are one asyncio loop in this process with an ``httpx.AsyncClient``
+(one connection per client), each sending ``GET /api/search?q=...&top=10`` back to back,
+cycling through 40 different queries (search does not cache text embeddings, so every
+request encodes its query). The run stops at ``--seconds`` or ``--max-requests``, whichever
+comes first. Latency is measured per request from send to full body, in the client.
+
+Models (``--model``):
+
+* ``clip-b32-random``: a randomly initialised CLIP ViT-B/32 with the real architecture
+  (same FLOPs as the pretrained one; see bench_classify.py), library of ``--videos`` 10 s
+  clips from bench_classify.py indexed at 1 frame/s. Requests/s is then bound by the text
+  encoder running one query at a time under the model lock.
+* ``tiny``: the test suite's tiny CLIP (16-d): measures the server's own overhead.
+
+On a 2-core machine the clients share the CPU with the server; the numbers are a lower
+bound for a server with the machine to itself.
+
+    python benchmarks/bench_serve.py [--model clip-b32-random|tiny] [--clients 50]
+                                     [--seconds 30] [--videos 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bench_classify import DATA, make_clip_b32, make_videos  # noqa: E402
+
+QUERIES = [f"{verb} {thing}" for verb in ("a person", "someone", "two people", "a child")
+           for thing in ("running", "jumping over a fence", "cooking pasta", "playing guitar",
+                         "riding a bike", "swimming laps", "dancing", "eating", "walking the dog",
+                         "brushing hair")]
+SERVER = ("import sys, argparse; from videolens.cli_serve import add_serve_command, run_serve; "
+          "p = argparse.ArgumentParser(); add_serve_command(p.add_subparsers(dest='c')); "
+          "sys.exit(run_serve(p.parse_args(sys.argv[1:])))")
+
+
+def build_library(model: str, videos: int) -> Path:
+    """A library for ``model``, rebuilt each run (indexing is not what is measured)."""
+    from videolens.index.ingest import index
+
+    library = DATA / f"serve-library-{model}"
+    shutil.rmtree(library, ignore_errors=True)
+    if model == "tiny":
+        from tiny_models import make_tiny_clip
+
+        folder = DATA / "tiny-clip"
+        if not (folder / "config.json").exists():
+            make_tiny_clip(folder)
+    else:
+        folder = make_clip_b32(DATA / "clip-b32-random")
+    summary = index(make_videos(videos), library=library, model=str(folder), fps=1.0,
+                    device="cpu")
+    assert not summary.failed, summary.failed
+    return library
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(library: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VIDEOLENS_CACHE_DIR": "off"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER, "serve", "--library", str(library), "--host",
+         "127.0.0.1", "--port", str(port), "--device", "cpu"], env=env, cwd=ROOT)
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/videos", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.25)
+    process.kill()
+    raise RuntimeError("the server did not start in 120 s")
+
+
+async def load(base: str, clients: int, seconds: float, max_requests: int) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    sent = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=120) as http:
+        # warm-up: first requests load lazy state (tokenizer paths, vector cache mmap)
+        for query in QUERIES[:3]:
+            (await http.get("/api/search", params={"q": query, "top": 10})).raise_for_status()
+        started = time.perf_counter()
+        stop_at = started + seconds
+
+        async def client(number: int) -> None:
+            nonlocal sent
+            turn = number
+            while time.perf_counter() < stop_at and sent < max_requests:
+                sent += 1
+                query = QUERIES[turn % len(QUERIES)]
+                turn += clients
+                begin = time.perf_counter()
+                try:
+                    response = await http.get("/api/search", params={"q": query, "top": 10})
+                    ok = response.status_code == 200 and response.json()["results"]
+                    key = None if ok else f"HTTP {response.status_code}"
+                except httpx.HTTPError as err:
+                    key = type(err).__name__
+                if key is None:
+                    latencies.append(time.perf_counter() - begin)
+                else:
+                    errors[key] = errors.get(key, 0) + 1
+
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        elapsed = time.perf_counter() - started
+    ms = np.asarray(latencies) * 1000
+    return {
+        "requests": len(latencies) + sum(errors.values()), "ok": len(latencies),
+        "errors": sum(errors.values()), "error_kinds": errors, "seconds": elapsed,
+        "requests_per_s": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
+        "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
+        "max_ms": float(ms.max()) if len(ms) else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["clip-b32-random", "tiny"], default="clip-b32-random")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--max-requests", type=int, default=200_000)
+    parser.add_argument("--videos", type=int, default=8)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("VIDEOLENS_CACHE_DIR", "off")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    import fastapi
+    import torch
+    import uvicorn
+
+    library = build_library(args.model, args.videos)
+    from videolens.index.store import Library
+
+    with Library.open(library) as store:
+        frames = sum(v.num_frames for v in store.videos())
+    port = free_port()
+    server = start_server(library, port)
+    try:
+        result = asyncio.run(load(f"http://127.0.0.1:{port}", args.clients, args.seconds,
+                                  args.max_requests))
+    finally:
+        server.terminate()
+        server.wait(30)
+
+    print(f"\nserve: {args.clients} concurrent clients, GET /api/search (text, top 10) for "
+          f"{result['seconds']:.0f} s, model {args.model}, library of {args.videos} videos / "
+          f"{frames} frames, CPU ({os.cpu_count()} cores, clients on the same machine)\n")
+    print("| model | clients | requests | errors | requests/s | p50 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| {args.model} | {args.clients} | {result['requests']} | {result['errors']} "
+          f"| {result['requests_per_s']:.1f} | {result['p50_ms']:.0f} | {result['p99_ms']:.0f} "
+          f"| {result['max_ms']:.0f} |")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "serve.json"
+    runs = {}
+    if out.exists():
+        try:
+            runs = json.loads(out.read_text()).get("runs", {})
+        except (OSError, ValueError):
+            runs = {}
+    runs[args.model] = {
+        "clients": args.clients, "videos": args.videos, "frames": frames,
+        "endpoint": "GET /api/search?q=...&top=10", "queries": len(QUERIES), **result,
+    }
+    out.write_text(json.dumps({
+        "benchmark": "serve_search_load",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "torch": torch.__version__,
+                    "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__},
+        "runs": runs,
+    }, indent=2))
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

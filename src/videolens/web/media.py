@@ -1,0 +1,192 @@
+"""What the web app serves besides JSON: library video files (HTTP Range), thumbnails, and
+uploaded query images. No FastAPI here: these are plain functions the routes call, so each
+can be tested alone.
+
+Security model: a video is reachable only through its library id, and only when the file at
+the stored path is still the file that was indexed there — the library stores resolved paths,
+so a path whose resolution differs now (a file swapped for a symlink, a renamed parent that
+became a link) is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..index.store import VideoRecord
+from ..io import read_frames
+
+# By extension, not by mimetypes: its table depends on the system (/etc/mime.types) and
+# lacks several video types; a browser needs the right type to pick a demuxer.
+VIDEO_TYPES = {
+    ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
+    ".webm": "video/webm", ".mkv": "video/x-matroska", ".ogv": "video/ogg",
+    ".avi": "video/x-msvideo", ".mpg": "video/mpeg", ".mpeg": "video/mpeg",
+    ".ts": "video/mp2t", ".m2ts": "video/mp2t", ".3gp": "video/3gpp", ".flv": "video/x-flv",
+    ".wmv": "video/x-ms-wmv",
+}
+THUMB_WIDTH = 320  # pixels; a result card is ~240 px wide, so this stays sharp on 1.5x screens
+THUMB_STEP = 0.1  # seconds: thumbnail times are rounded to this, bounding the cache per video
+THUMB_QUALITY = 82
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 40_000_000  # a 10 MB PNG can still expand to gigabytes of pixels
+
+
+def video_media_type(path: str | os.PathLike) -> str:
+    """The Content-Type for a video file, from its extension."""
+    return VIDEO_TYPES.get(Path(path).suffix.lower(), "application/octet-stream")
+
+
+def servable_path(record: VideoRecord) -> Path | None:
+    """The file of ``record`` if it may be served now, else None.
+
+    It may when the stored path still resolves to itself (the store keeps resolved paths,
+    so any symlink on the way now means the file or a folder was swapped since indexing)
+    and is a regular file.
+    """
+    stored = Path(record.path)
+    if not stored.is_absolute():
+        return None
+    try:
+        resolved = stored.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a symlink loop
+        return None
+    if resolved != stored or not resolved.is_file():
+        return None
+    return resolved
+
+
+def thumb_time(t: float, duration: float) -> float:
+    """``t`` (seconds) clamped into the video and rounded to :data:`THUMB_STEP`."""
+    if not math.isfinite(t):
+        raise ValueError("t must be a finite number of seconds")
+    if duration > 0:
+        t = min(t, duration)
+    return round(max(0.0, t) / THUMB_STEP) * THUMB_STEP
+
+
+class ThumbnailCache:
+    """JPEG thumbnails of library videos, made on demand and kept under ``folder``.
+
+    File name ``<video id>-<milliseconds>.jpg``: ids are never reused (a re-indexed file
+    gets a new id), so a cached thumbnail never shows an older version of a video. Writes go
+    to a temporary file then ``os.replace``, so a reader never sees half a JPEG. Decoding
+    is bounded by ``max_decoders`` concurrent decodes (a results page asks for a dozen at
+    once; 2 cores cannot decode them faster in parallel), and one time of one video is
+    decoded once even when asked for concurrently.
+    """
+
+    def __init__(self, folder: Path, *, width: int = THUMB_WIDTH, max_decoders: int = 2):
+        self.folder = folder
+        self.width = width
+        self._decoders = threading.BoundedSemaphore(max_decoders)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def path_for(self, video_id: int, t: float) -> Path:
+        return self.folder / f"{video_id}-{round(t * 1000)}.jpg"
+
+    def get(self, record: VideoRecord, video_path: Path, t: float) -> bytes:
+        """The JPEG of ``record`` at ``t`` seconds (already rounded by :func:`thumb_time`).
+
+        Raises VideoDecodeError when no frame decodes.
+        """
+        target = self.path_for(record.id, t)
+        cached = _read_if_exists(target)
+        if cached is not None:
+            return cached
+        with self._lock_for(target.name):
+            cached = _read_if_exists(target)  # made by the request we waited for
+            if cached is not None:
+                return cached
+            with self._decoders:
+                jpeg = self._render(video_path, t)
+            self._store(target, jpeg)
+            return jpeg
+
+    def _lock_for(self, key: str) -> threading.Lock:
+        with self._locks_guard:
+            if len(self._locks) > 1024:  # forget idle locks; a held one is recreated harmlessly
+                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _render(self, video_path: Path, t: float) -> bytes:
+        from PIL import Image
+
+        sampled = read_frames(video_path, [t])
+        frame = sampled.frames[0]  # (H, W, 3) uint8 RGB, upright
+        image = Image.fromarray(frame)
+        if image.width > self.width:
+            height = max(1, round(image.height * self.width / image.width))
+            image = image.resize((self.width, height), Image.Resampling.BICUBIC)
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=THUMB_QUALITY)
+        return out.getvalue()
+
+    def _store(self, target: Path, jpeg: bytes) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".jpg")
+        except OSError:
+            return  # read-only library: serve without caching
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(jpeg)
+            os.replace(tmp, target)
+        except OSError:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _read_if_exists(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+@dataclass
+class UploadError(Exception):
+    """An uploaded query image that is refused: ``status`` 413 (too large) or 415 (not an
+    image)."""
+
+    status: int
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def decode_upload_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES,
+                        max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
+    """An uploaded picture as ``(H, W, 3)`` RGB uint8, turned upright by its EXIF orientation.
+
+    Raises UploadError: 413 over ``max_bytes`` or ``max_pixels``; 415 when PIL cannot
+    decode it as an image.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if len(data) > max_bytes:
+        raise UploadError(413, f"the image is larger than {max_bytes // (1024 * 1024)} MB")
+    if not data:
+        raise UploadError(415, "the upload is empty, not an image")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            # the header gives the size before any pixel is decoded
+            if image.width * image.height > max_pixels:
+                raise UploadError(413, f"the image has more than {max_pixels:,} pixels")
+            upright = ImageOps.exif_transpose(image).convert("RGB")
+            return np.asarray(upright)
+    except UploadError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise UploadError(413, "the image has too many pixels") from err
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        # SyntaxError: some PIL plugins report a malformed header that way
+        raise UploadError(415, "not an image (send a JPEG, PNG or WebP picture)") from err
