@@ -96,6 +96,7 @@ class LibraryService:
         self.thumbs = ThumbnailCache(self.store.root / "thumbs")
 
     def close(self) -> None:
+        self.thumbs.close()
         self.store.close()
 
     def record(self, video_id: str | int) -> VideoRecord:

@@ -16,12 +16,14 @@ import os
 import tempfile
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import VideoDecodeError
 from ..index.store import VideoRecord
-from ..io import read_frames
+from ..io import FrameReader, Sampling, read_frames
 
 # By extension, not by mimetypes: its table depends on the system (/etc/mime.types) and
 # lacks several video types; a browser needs the right type to pick a demuxer.
@@ -35,6 +37,8 @@ VIDEO_TYPES = {
 THUMB_WIDTH = 320  # pixels; a result card is ~240 px wide, so this stays sharp on 1.5x screens
 THUMB_STEP = 0.1  # seconds: thumbnail times are rounded to this, bounding the cache per video
 THUMB_QUALITY = 82
+# seconds one thumbnail may take to decode before its worker is killed
+THUMB_TIMEOUT = 30.0
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000  # a 10 MB PNG can still expand to gigabytes of pixels
 
@@ -89,6 +93,8 @@ class ThumbnailCache:
         self._decoders = threading.BoundedSemaphore(max_decoders)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._reader: FrameReader | None = None
+        self._reader_lock = threading.Lock()
 
     def path_for(self, video_id: int, t: float) -> Path:
         return self.folder / f"{video_id}-{round(t * 1000)}.jpg"
@@ -118,17 +124,23 @@ class ThumbnailCache:
             return self._locks.setdefault(key, threading.Lock())
 
     def _render(self, video_path: Path, t: float) -> bytes:
-        from PIL import Image
+        # FFmpeg runs in a worker process: a file that crashes or hangs the decoder costs
+        # that thumbnail (a VideoDecodeError), never the server
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = FrameReader(Sampling(), workers=1, timeout=THUMB_TIMEOUT)
+            self._reader.loader = partial(render_thumbnail, t=t, width=self.width)
+            [(_, result)] = list(self._reader.map([str(video_path)]))
+        if isinstance(result, VideoDecodeError):
+            raise result
+        return result
 
-        sampled = read_frames(video_path, [t])
-        frame = sampled.frames[0]  # (H, W, 3) uint8 RGB, upright
-        image = Image.fromarray(frame)
-        if image.width > self.width:
-            height = max(1, round(image.height * self.width / image.width))
-            image = image.resize((self.width, height), Image.Resampling.BICUBIC)
-        out = io.BytesIO()
-        image.save(out, format="JPEG", quality=THUMB_QUALITY)
-        return out.getvalue()
+    def close(self) -> None:
+        """Stop the decoding worker."""
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     def _store(self, target: Path, jpeg: bytes) -> None:
         try:
@@ -142,6 +154,21 @@ class ThumbnailCache:
             os.replace(tmp, target)
         except OSError:
             Path(tmp).unlink(missing_ok=True)
+
+
+def render_thumbnail(path: str, sampling: Sampling, *, t: float, width: int) -> bytes:
+    """JPEG bytes of the frame shown at ``t`` seconds, at most ``width`` px wide (runs in the
+    FrameReader worker; ``sampling`` is unused, it is the loader signature)."""
+    from PIL import Image
+
+    frame = read_frames(path, [t]).frames[0]  # (H, W, 3) uint8 RGB, upright
+    image = Image.fromarray(frame)
+    if image.width > width:
+        height = max(1, round(image.height * width / image.width))
+        image = image.resize((width, height), Image.Resampling.BICUBIC)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=THUMB_QUALITY)
+    return out.getvalue()
 
 
 def _read_if_exists(path: Path) -> bytes | None:
