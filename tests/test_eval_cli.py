@@ -79,3 +79,24 @@ def test_missing_dataset_is_one_line_exit_2(capsys, tmp_path, tiny_clip):
                  "--split", "splits", "--model", tiny_clip])
     _, err = capsys.readouterr()
     assert code == 2
+
+
+def test_base_to_novel_and_cross_dataset_through_the_cli(capsys, ucf_root, tiny_clip):
+    from videolens.eval.openvocab import harmonic_mean
+
+    code = main(["eval", "base-to-novel", "--dataset", "ucf101", "--root", str(ucf_root),
+                 "--split", "test1", "--model", tiny_clip, "--frames", "4", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    metrics = json.loads(out)["metrics"]
+    assert set(metrics) >= {"base_top1", "novel_top1", "HM"}
+    assert metrics["HM"] == pytest.approx(harmonic_mean(metrics["base_top1"],
+                                                        metrics["novel_top1"]), abs=1e-6)
+    code = main(["eval", "cross-dataset", "--dataset", "kinetics600", "--root", str(ucf_root),
+                 "--model", tiny_clip])
+    _, err = capsys.readouterr()
+    assert code == 2 and "--k400-classes" in err
+    code = main(["eval", "few-shot", "--dataset", "ucf101", "--root", str(ucf_root),
+                 "--model", tiny_clip, "--shots", "two"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "comma-separated integers" in err

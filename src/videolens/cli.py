@@ -164,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a model with a published protocol. videolens never downloads "
         "datasets: point --root at your copy.",
     )
-    evaluate.add_argument("protocol", choices=["zero-shot", "retrieval"])
+    evaluate.add_argument(
+        "protocol", choices=["zero-shot", "cross-dataset", "base-to-novel", "few-shot",
+                             "retrieval"])
     evaluate.add_argument("--dataset", required=True,
                           help="ucf101, hmdb51, kinetics400/600/700, ssv2, charades, msrvtt, "
                           "generic")
@@ -182,6 +184,23 @@ def build_parser() -> argparse.ArgumentParser:
                           help="YAML/JSON/TXT overriding class texts or adding descriptions")
     evaluate.add_argument("--class-names", metavar="FILE", default=None,
                           help="class-name file fixing class ids (one per line or id,name CSV)")
+    evaluate.add_argument("--split-file", action="append", default=[], metavar="PATH",
+                          help="published split file or folder (cross-dataset subsets, "
+                          "base-to-novel splits); repeat for several")
+    evaluate.add_argument("--k400-classes", metavar="PATH", default=None,
+                          help="cross-dataset: Kinetics-400 root, CSV or class list")
+    evaluate.add_argument("--subsets", type=int, default=3,
+                          help="cross-dataset: number of class subsets (default 3)")
+    evaluate.add_argument("--subset-size", type=int, default=160,
+                          help="cross-dataset: classes per subset (default 160)")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="cross-dataset: seed of the default subsets (default 0)")
+    evaluate.add_argument("--shots", default="2,4,8,16",
+                          help="few-shot: training videos per class, comma list")
+    evaluate.add_argument("--seeds", default="0,1,2", help="few-shot: seeds, comma list")
+    evaluate.add_argument("--train-split", default=None,
+                          help="few-shot: split to draw shots from (default: train<N> for "
+                          "test<N>)")
     evaluate.add_argument("--workers", type=int, default=1, help="decoding processes")
     evaluate.add_argument("--json", action="store_true", help="the result as JSON on stdout")
     evaluate.add_argument("--csv", metavar="FILE", default=None,
@@ -357,12 +376,23 @@ def run_eval(args: argparse.Namespace) -> int:
     from .models import load_model
 
     _quiet_libraries()
+    try:
+        shots = [int(x) for x in args.shots.split(",") if x.strip()]
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        _err("error: --shots and --seeds take comma-separated integers, e.g. 2,4,8,16")
+        return EXIT_USAGE
+    if not shots or min(shots) < 1 or not seeds:
+        _err("error: --shots needs positive integers and --seeds at least one seed")
+        return EXIT_USAGE
     model = load_model(args.model, args.device, args.dtype)
     result = evaluate(
         args.protocol, args.dataset, args.root, model=model, split=args.split,
         frames=args.frames, templates=args.template, overrides=args.class_texts,
-        class_names_file=args.class_names, workers=args.workers,
-        progress=not args.quiet and sys.stderr.isatty(),
+        class_names_file=args.class_names, split_files=args.split_file,
+        k400_classes=args.k400_classes, subsets=args.subsets, subset_size=args.subset_size,
+        seed=args.seed, shots=shots, seeds=seeds, train_split=args.train_split,
+        workers=args.workers, progress=not args.quiet and sys.stderr.isatty(),
     )
     for path, reason in list(result.failures.items())[:20]:
         _err(f"warning: left out: {reason if path in reason else f'{path}: {reason}'}")
