@@ -100,3 +100,16 @@ def test_base_to_novel_and_cross_dataset_through_the_cli(capsys, ucf_root, tiny_
                  "--model", tiny_clip, "--shots", "two"])
     _, err = capsys.readouterr()
     assert code == 2 and "comma-separated integers" in err
+
+
+def test_few_shot_through_the_cli(capsys, ucf_root, tiny_clip, tmp_path):
+    code = main(["eval", "few-shot", "--dataset", "ucf101", "--root", str(ucf_root),
+                 "--split", "test1", "--model", tiny_clip, "--frames", "4", "--shots", "1,2",
+                 "--seeds", "0,1", "--json", "--plot", str(tmp_path / "plots")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    assert {"prototype_k1", "prototype_k2_std", "linear-probe_k2", "gda_k1",
+            "zero-shot_top1"} <= set(report["metrics"])
+    assert report["record"]["train_split"] == "train1"
+    assert [p.suffix for p in (tmp_path / "plots").iterdir()] == [".png"]

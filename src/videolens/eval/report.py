@@ -51,7 +51,8 @@ def write_csv(results: list[EvalResult], path: str | os.PathLike) -> None:
 
 def write_plots(result: EvalResult, folder: str | os.PathLike) -> list[Path]:
     """Confusion matrix and per-class accuracy PNGs (single-label zero-shot); per-class AP for
-    multi-label. Needs matplotlib (``pip install 'videolens[plot]'``)."""
+    multi-label; accuracy vs. shots for few-shot. Needs matplotlib
+    (``pip install 'videolens[plot]'``)."""
     try:
         import matplotlib
 
@@ -62,6 +63,10 @@ def write_plots(result: EvalResult, folder: str | os.PathLike) -> list[Path]:
                          hint="pip install 'videolens[plot]' (or matplotlib)") from None
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
+    if result.protocol == "few-shot":
+        from .fewshot import plot_shots
+
+        return [plot_shots(result, out)]
     stem = f"{result.dataset}-{result.split}-{result.protocol}".replace("/", "_")
     written = []
     if result.confusion is not None:
