@@ -113,3 +113,37 @@ def test_few_shot_through_the_cli(capsys, ucf_root, tiny_clip, tmp_path):
             "zero-shot_top1"} <= set(report["metrics"])
     assert report["record"]["train_split"] == "train1"
     assert [p.suffix for p in (tmp_path / "plots").iterdir()] == [".png"]
+
+
+@pytest.mark.parametrize("name,writer,split", [
+    ("hmdb51", "write_hmdb51", "test1"),
+    ("kinetics400", "write_kinetics", "val"),
+    ("ssv2", "write_ssv2", "val"),
+    ("charades", "write_charades", "test"),
+])
+def test_zero_shot_in_each_official_layout(capsys, tmp_path, tiny_clip, name, writer, split):
+    import datasets_synth
+
+    from videolens.eval.metrics import multilabel_map, topk_accuracy
+
+    root = getattr(datasets_synth, writer)(tmp_path / name, real=True)
+    code = main(["eval", "zero-shot", "--dataset", name, "--root", str(root), "--split", split,
+                 "--model", tiny_clip, "--frames", "4", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    metrics = json.loads(out)["metrics"]
+    # independent: classify() logits over the same videos and class texts
+    data = load_dataset(name, root, split=split)
+    texts = list(data.class_texts)
+    results = classify([s.path for s in data.samples], texts, model=tiny_clip, frames=4,
+                       top=0, device="cpu")
+    logits = np.array([[{x.label: x.logit for x in r.scores}[t] for t in texts]
+                       for r in results])
+    if data.multilabel:
+        targets = np.zeros(logits.shape, dtype=int)
+        for row, sample in enumerate(data.samples):
+            targets[row, list(sample.labels)] = 1
+        assert metrics["mAP"] == pytest.approx(multilabel_map(logits, targets)[0], abs=1e-5)
+    else:
+        labels = np.array([s.labels[0] for s in data.samples])
+        assert metrics["top1"] == pytest.approx(topk_accuracy(logits, labels, 1), abs=1e-6)
