@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "tests"))  # reuse the test suite's tokenizer builder
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from machine import machine_info  # noqa: E402
 
 
 def make_clip_b32(folder: Path) -> Path:
@@ -146,8 +148,7 @@ def main() -> None:
     out = RESULTS / "classify.json"
     out.write_text(json.dumps({
         "benchmark": "classify_end_to_end",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "torch": torch.__version__,
+        "machine": {**machine_info(torch=torch.__version__),
                     "torch_threads": torch.get_num_threads()},
         "videos": args.videos, "frames": args.frames, "model": "clip-vit-b32 (random init)",
         "results": rows, "pipelined_vs_serial": speedup,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from fractions import Fraction
@@ -35,6 +34,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "src"))
 
 from videolens.io import probe, read_frames, uniform_times  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from machine import machine_info  # noqa: E402
 
 WIDTH, HEIGHT, FPS, SECONDS, GOP = 1280, 720, 30, 60, 60
 COUNTS = (8, 16, 32)
@@ -115,25 +117,16 @@ def best_of(runs: int, function) -> tuple[float, list[float], object]:
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {"python": platform.python_version(), "av": av.__version__,
-                "numpy": np.__version__,
-                "ffmpeg_libs": {k: ".".join(map(str, v)) for k, v in av.library_versions.items()}}
+    versions: dict[str, object] = {
+        "av": av.__version__, "numpy": np.__version__,
+        "ffmpeg_libs": {k: ".".join(map(str, v)) for k, v in av.library_versions.items()}}
     try:
         import cv2
 
         versions["opencv"] = cv2.__version__
     except ImportError:
         versions["opencv"] = None
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "versions": versions}
+    return machine_info(**versions)
 
 
 def main() -> int:

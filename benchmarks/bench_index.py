@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -25,6 +24,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_classify import DATA, make_clip_b32, make_videos  # noqa: E402
+from machine import machine_info  # noqa: E402
 
 
 def main() -> None:
@@ -69,8 +69,7 @@ def main() -> None:
     out = RESULTS / "index.json"
     out.write_text(json.dumps({
         "benchmark": "index_throughput",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "torch": torch.__version__},
+        "machine": machine_info(torch=torch.__version__),
         "videos": len(paths), "fps": args.fps, "model": "clip-vit-b32 (random init)",
         "summary": first.to_json(), "videos_per_s": videos_per_s,
         "video_hours_per_hour": realtime, "rerun_unchanged_seconds": incremental,

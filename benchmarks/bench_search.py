@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sqlite3
 import sys
@@ -37,6 +35,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "src"))
 
 from videolens.index import Library, store  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from machine import machine_info  # noqa: E402
 
 DIM = 512
 CENTRES = 3000
@@ -201,22 +202,8 @@ def run_size(size: int, num_queries: int, workdir: Path, nprobe_sweep: bool) -> 
 def machine() -> dict:
     import faiss
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        memory = None
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "memory_bytes": memory,
-            "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                         "faiss": faiss.__version__, "sqlite": sqlite3.sqlite_version}}
+    return machine_info(numpy=np.__version__, faiss=faiss.__version__,
+                        sqlite=sqlite3.sqlite_version)
 
 
 def main() -> None:
