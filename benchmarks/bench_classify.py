@@ -57,6 +57,17 @@ def make_clip_b32(folder: Path) -> Path:
     return folder
 
 
+def load_bench_model():
+    """The random-init ViT-B/32 through `load_model`, with caches and load-time chatter off."""
+    os.environ.setdefault("VIDEOLENS_CACHE_DIR", "off")
+    from transformers.utils import logging as hf_logging
+
+    from videolens.models import load_model
+
+    hf_logging.set_verbosity_error()
+    return load_model(str(make_clip_b32(DATA / "clip-b32-random")), device="cpu")
+
+
 def make_videos(count: int, seconds: float = 10.0) -> list[str]:
     import av
 
@@ -115,15 +126,9 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=12)
     parser.add_argument("--frames", type=int, default=8)
     args = parser.parse_args()
-    os.environ.setdefault("VIDEOLENS_CACHE_DIR", "off")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
     import torch
 
-    from videolens.models import load_model
-
-    model = load_model(str(make_clip_b32(DATA / "clip-b32-random")), device="cpu")
+    model = load_bench_model()
     paths = make_videos(args.videos)
     run(paths[:2], model, args.frames, isolate=True)  # warm-up: worker start, caches
     rows = {

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_classify import DATA, make_clip_b32, make_videos  # noqa: E402
+from bench_classify import DATA, load_bench_model, make_videos  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 
@@ -32,16 +32,11 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=24)
     parser.add_argument("--fps", type=float, default=1.0)
     args = parser.parse_args()
-    os.environ.setdefault("VIDEOLENS_CACHE_DIR", "off")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
     import torch
 
     from videolens.index.ingest import index
-    from videolens.models import load_model
 
-    model = load_model(str(make_clip_b32(DATA / "clip-b32-random")), device="cpu")
+    model = load_bench_model()
     paths = make_videos(args.videos)
     library = DATA / "bench-library"
     shutil.rmtree(library, ignore_errors=True)

@@ -78,6 +78,20 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _clip_image_processor():
+    """CLIP's resize (short side) + centre crop + normalise, at the tiny 32 px input."""
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+
+
+def _save(folder: Path, model, processor) -> Path:
+    """Write model and processor files the way a hub checkpoint folder holds them."""
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
 def _text_config(tokenizer, **overrides) -> dict:
     """A 2-layer, 32-wide text tower whose vocabulary and special ids match ``tokenizer``."""
     return dict(
@@ -98,7 +112,7 @@ def _vision_config(**overrides) -> dict:
 
 def make_tiny_clip(folder: Path, *, seed: int = 0) -> Path:
     """CLIPModel (ViT, 32 px input, 16-d embeddings) + CLIPTokenizer + CLIPImageProcessor."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 
     folder = Path(folder)
     tokenizer = _clip_tokenizer(folder)
@@ -107,15 +121,8 @@ def make_tiny_clip(folder: Path, *, seed: int = 0) -> Path:
     )
     _seed(seed)
     model = CLIPModel(config).eval()
-    processor = CLIPProcessor(
-        image_processor=CLIPImageProcessor(
-            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-        ),
-        tokenizer=tokenizer,
-    )
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return _save(folder, model, CLIPProcessor(image_processor=_clip_image_processor(),
+                                              tokenizer=tokenizer))
 
 
 def make_tiny_siglip(folder: Path, *, seed: int = 0) -> Path:
@@ -137,14 +144,12 @@ def make_tiny_siglip(folder: Path, *, seed: int = 0) -> Path:
         image_processor=SiglipImageProcessor(size={"height": 32, "width": 32}),
         tokenizer=tokenizer,
     )
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return _save(folder, model, processor)
 
 
 def make_tiny_xclip(folder: Path, *, seed: int = 0, num_frames: int = 4) -> Path:
     """XCLIPModel (video encoder with message tokens, MIT, prompt generator) + its processor."""
-    from transformers import CLIPImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
+    from transformers import XCLIPConfig, XCLIPModel, XCLIPProcessor
 
     folder = Path(folder)
     tokenizer = _clip_tokenizer(folder)
@@ -162,12 +167,5 @@ def make_tiny_xclip(folder: Path, *, seed: int = 0, num_frames: int = 4) -> Path
     model = XCLIPModel(config).eval()
     # The hub's X-CLIP checkpoints ship a VideoMAEImageProcessor; CLIP's processor does the
     # same resize/crop/normalise and needs no torchvision, so the tiny one uses it.
-    processor = XCLIPProcessor(
-        image_processor=CLIPImageProcessor(
-            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-        ),
-        tokenizer=tokenizer,
-    )
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return _save(folder, model, XCLIPProcessor(image_processor=_clip_image_processor(),
+                                               tokenizer=tokenizer))
