@@ -94,7 +94,7 @@ def make_videos(count: int, seconds: float = 10.0) -> list[str]:
 
 
 def run(paths, model, frames, isolate) -> dict:
-    from videolens.tasks import iter_classify
+    from videolens.pipelines.classify import iter_classify
 
     start = time.perf_counter()
     results = list(

@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from videolens.index.ingest import index
+    from videolens.pipelines.index import index
 
     model = load_bench_model()
     paths = make_videos(args.videos)

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "src"))
 
-from videolens.index import Library, store  # noqa: E402
+from videolens.library import Library, store  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import machine_info  # noqa: E402

@@ -49,14 +49,14 @@ QUERIES = [f"{verb} {thing}" for verb in ("a person", "someone", "two people", "
            for thing in ("running", "jumping over a fence", "cooking pasta", "playing guitar",
                          "riding a bike", "swimming laps", "dancing", "eating", "walking the dog",
                          "brushing hair")]
-SERVER = ("import sys, argparse; from videolens.cli_serve import add_serve_command, run_serve; "
+SERVER = ("import sys, argparse; from videolens.cli.serve import add_serve_command, run_serve; "
           "p = argparse.ArgumentParser(); add_serve_command(p.add_subparsers(dest='c')); "
           "sys.exit(run_serve(p.parse_args(sys.argv[1:])))")
 
 
 def build_library(model: str, videos: int) -> Path:
     """A library for ``model``, rebuilt each run (indexing is not what is measured)."""
-    from videolens.index.ingest import index
+    from videolens.pipelines.index import index
 
     library = DATA / f"serve-library-{model}"
     shutil.rmtree(library, ignore_errors=True)
@@ -164,7 +164,7 @@ def main() -> None:
     import uvicorn
 
     library = build_library(args.model, args.videos)
-    from videolens.index.store import Library
+    from videolens.library import Library
 
     with Library.open(library) as store:
         frames = sum(v.num_frames for v in store.videos())

@@ -12,7 +12,8 @@ from media import make_video
 
 from videolens import classify
 from videolens.eval.cache import EmbeddingCache
-from videolens.eval.protocols import over_splits, retrieval, sampling_for, zero_shot
+from videolens.eval.protocols import retrieval, zero_shot
+from videolens.eval.results import over_splits, sampling_for
 from videolens.models import load_model
 from videolens.text import LabelSet
 

@@ -27,7 +27,7 @@ from videolens.eval.fewshot import (
     shot_folds,
     shrunk_covariance,
 )
-from videolens.eval.protocols import sampling_for
+from videolens.eval.results import sampling_for
 from videolens.io import Sampling, load_video
 from videolens.models import load_model
 

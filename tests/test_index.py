@@ -20,9 +20,9 @@ from PIL import Image
 
 from videolens.cli import main
 from videolens.errors import LibraryError, UsageError
-from videolens.index.ingest import index
-from videolens.index.query import search
-from videolens.index.store import Library
+from videolens.library import Library
+from videolens.pipelines.index import index
+from videolens.pipelines.search import search
 
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
 
@@ -208,14 +208,14 @@ def test_kill_9_mid_index_then_rerun_equals_clean_index(tmp_path, tiny_clip):
 
 
 def test_localize_uses_library_frames_or_decodes(collection, tmp_path, tiny_clip, capsys):
-    from videolens.index.query import localize_video
+    from videolens.pipelines.localize import localize
 
     library = tmp_path / "lib"
     kitchen = collection / "kitchen.mp4"
     index([kitchen], library=library, model=tiny_clip, fps=2, device="cpu")
     actions = ["red light", "blue light", "nothing"]
-    stored = localize_video(kitchen, actions, library=library, device="cpu")
-    decoded = localize_video(kitchen, actions, library=None, model=tiny_clip, fps=2,
+    stored = localize(kitchen, actions, library=library, device="cpu")
+    decoded = localize(kitchen, actions, library=None, model=tiny_clip, fps=2,
                              device="cpu")
     assert (stored.source, decoded.source) == ("library", "decoded")
     # the same frames at the same rate through the same model: the same segments (scores
@@ -228,7 +228,7 @@ def test_localize_uses_library_frames_or_decodes(collection, tmp_path, tiny_clip
     for d in stored.detections:
         assert d.label in actions and 0 <= d.start < d.end <= 8.0
     # another rate than the library's decodes the video again
-    assert localize_video(kitchen, actions, library=library, fps=4, device="cpu").source == (
+    assert localize(kitchen, actions, library=library, fps=4, device="cpu").source == (
         "decoded")
 
     code = main(["localize", str(kitchen), *actions, "--library", str(library), "--json"])

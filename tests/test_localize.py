@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from videolens.models import ScoreRule
 from videolens.tasks.localize import (
     Detection,
     adaptive_threshold,
@@ -18,6 +19,7 @@ from videolens.tasks.localize import (
 )
 
 STEP = 0.5  # seconds between frames in most tests (2 fps)
+CLIP = ScoreRule("softmax", 100.0)  # CLIP ViT-B's learned temperature
 
 
 def plateau(times: np.ndarray, spans: list[tuple[float, float]], low=0.1, high=0.9):
@@ -182,7 +184,7 @@ def two_action_video(t0=6.0, t1=14.0, frames=48, dim=16, seed=0, noise=0.3):
 
 def test_localize_finds_the_action_within_one_frame():
     frames, times, text = two_action_video()
-    detections = localize(frames, times, text, ["A", "B", "C"])
+    detections = localize(frames, times, text, ["A", "B", "C"], rule=CLIP)
     assert detections == sorted(detections, key=lambda d: -d.score)
     best_a = max((d for d in detections if d.label == "A"), key=lambda d: d.score)
     assert best_a.start == pytest.approx(6.0, abs=STEP)
@@ -200,7 +202,7 @@ def test_localize_with_a_single_prompt_uses_raw_cosine():
     # raw cosine has no contrast with B to lean on, so this video is less noisy than the others
     # (at noise 0.3 per dimension the smoothed cosine curve is too close to noise, η = 0.77)
     frames, times, text = two_action_video(t0=3.0, t1=9.0, noise=0.15)
-    detections = localize(frames, times, text[:1], ["A"])
+    detections = localize(frames, times, text[:1], ["A"], rule=CLIP)
     assert len(detections) == 1
     (only,) = detections
     assert only.start == pytest.approx(3.0, abs=STEP)
@@ -218,28 +220,28 @@ def test_localize_on_noise_frames_finds_nothing(labels):
     for _ in range(5):
         frames = unit(rng.normal(size=(200, 512)))
         text = unit(rng.normal(size=(len(labels), 512)))
-        assert localize(frames, np.arange(200) * STEP, text, labels) == []
+        assert localize(frames, np.arange(200) * STEP, text, labels, rule=CLIP) == []
 
 
 def test_localize_single_prompt_on_a_uniform_video_finds_nothing():
     rng = np.random.default_rng(3)
     text = unit(rng.normal(size=(1, 16)))
     frames = unit(text[0] + 0.3 * rng.normal(size=(60, 16)))
-    assert localize(frames, np.arange(60) * STEP, text, ["A"]) == []
+    assert localize(frames, np.arange(60) * STEP, text, ["A"], rule=CLIP) == []
 
 
 def test_localize_action_through_the_whole_video_is_one_detection():
     rng = np.random.default_rng(4)
     text = unit(rng.normal(size=(2, 16)))
     frames = unit(text[0] + 0.1 * rng.normal(size=(30, 16)))
-    detections = localize(frames, np.arange(30) * STEP, text, ["A", "B"])
+    detections = localize(frames, np.arange(30) * STEP, text, ["A", "B"], rule=CLIP)
     assert [(d.label, d.start, d.end) for d in detections] == [("A", 0.0, 15.0)]
 
 
 def test_localize_sigmoid_kind_scores_are_probabilities():
     frames, times, text = two_action_video()
-    detections = localize(frames, times, text, ["A", "B", "C"], kind="sigmoid",
-                          logit_scale=10.0, logit_bias=-5.0)
+    detections = localize(frames, times, text, ["A", "B", "C"],
+                          rule=ScoreRule("sigmoid", 10.0, -5.0))
     a = [d for d in detections if d.label == "A"]
     assert a and a[0].start == pytest.approx(6.0, abs=STEP)
     assert all(0.0 <= d.score <= 1.0 for d in detections)
@@ -247,7 +249,7 @@ def test_localize_sigmoid_kind_scores_are_probabilities():
 
 def test_label_curves_softmax_rows_sum_to_one():
     frames, _, text = two_action_video()
-    curves = label_curves(frames, text)
+    curves = label_curves(frames, text, rule=CLIP)
     assert curves.shape == (48, 3)
     np.testing.assert_allclose(curves.sum(axis=1), 1.0)
 
@@ -256,7 +258,7 @@ def test_localize_uneven_timestamps():
     frames, _, text = two_action_video()
     rng = np.random.default_rng(5)
     times = np.cumsum(rng.uniform(0.3, 0.7, len(frames)))
-    detections = localize(frames, times, text, ["A", "B", "C"])
+    detections = localize(frames, times, text, ["A", "B", "C"], rule=CLIP)
     best_a = max((d for d in detections if d.label == "A"), key=lambda d: d.score)
     # A's frames are indices 12..27 (made for 0.5 s spacing); allow one median spacing
     step = float(np.median(np.diff(times)))
@@ -278,7 +280,7 @@ def test_localize_uneven_timestamps():
 def test_localize_rejects_bad_input(change, message):
     frames, times, text = two_action_video()
     arguments = {"frame_embeddings": frames, "timestamps": times, "text_embeddings": text,
-                 "labels": ["A", "B", "C"]}
+                 "labels": ["A", "B", "C"], "rule": CLIP}
     arguments.update(change)
     with pytest.raises(ValueError, match=message):
         localize(**arguments)
@@ -287,6 +289,7 @@ def test_localize_rejects_bad_input(change, message):
 def test_localize_single_frame_needs_a_frame_duration():
     frames, _, text = two_action_video()
     with pytest.raises(ValueError, match="frame_duration"):
-        localize(frames[:1], np.array([0.0]), text, ["A", "B", "C"])
-    detections = localize(frames[:1], np.array([0.0]), text, ["A", "B", "C"], frame_duration=1.0)
+        localize(frames[:1], np.array([0.0]), text, ["A", "B", "C"], rule=CLIP)
+    detections = localize(frames[:1], np.array([0.0]), text, ["A", "B", "C"], frame_duration=1.0,
+                          rule=CLIP)
     assert [(d.label, d.start, d.end) for d in detections] == [("B", 0.0, 1.0)]

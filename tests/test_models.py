@@ -18,7 +18,6 @@ from transformers import (
 
 from videolens.errors import ModelLoadError, UsageError
 from videolens.models import load_model, pick_dtype
-from videolens.models.text_cache import encode_text_cached
 
 TEXTS = ["a person running", "someone cooking dinner", "jumping"]
 
@@ -120,7 +119,7 @@ def test_batched_videos_equal_one_by_one(tiny_clip):
 
 
 def test_ensemble_is_renormalised_mean_of_normalised_prompts(tiny_clip):
-    from videolens.tasks.classify import build_zero_shot_classifier
+    from videolens.models import build_zero_shot_classifier
 
     model = load_model(tiny_clip, device="cpu")
     prompts = [["a video of running", "running"], ["cooking"]]
@@ -144,7 +143,7 @@ def test_ensemble_is_renormalised_mean_of_normalised_prompts(tiny_clip):
 def test_text_cache_memory_and_disk(tiny_clip, tmp_path, monkeypatch):
     monkeypatch.setenv("VIDEOLENS_CACHE_DIR", str(tmp_path))
     model = load_model(tiny_clip, device="cpu")
-    first = encode_text_cached(model, TEXTS)
+    first = model.encode_text(TEXTS)
     files = list(tmp_path.rglob("*.npy"))
     assert len(files) == 1
     # a fresh load (new process in real use) must be served from disk without encoding
@@ -152,14 +151,14 @@ def test_text_cache_memory_and_disk(tiny_clip, tmp_path, monkeypatch):
     assert again.fingerprint == model.fingerprint
 
     def refuse(texts, batch_size=256):
-        raise AssertionError("encode_text called despite a cached result")
+        raise AssertionError("the text tower ran despite a cached result")
 
-    monkeypatch.setattr(again, "encode_text", refuse)
-    torch.testing.assert_close(encode_text_cached(again, TEXTS), first)
+    monkeypatch.setattr(again, "text_features", refuse)
+    torch.testing.assert_close(again.encode_text(TEXTS), first)
     # a different prompt list is a different entry
     monkeypatch.undo()
     monkeypatch.setenv("VIDEOLENS_CACHE_DIR", str(tmp_path))
-    encode_text_cached(model, TEXTS[:2])
+    model.encode_text(TEXTS[:2])
     assert len(list(tmp_path.rglob("*.npy"))) == 2
 
 

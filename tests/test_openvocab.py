@@ -36,7 +36,7 @@ from videolens.eval.openvocab import (
     read_k400_class_names,
     read_k600_subsets,
 )
-from videolens.eval.protocols import sampling_for
+from videolens.eval.results import sampling_for
 from videolens.io import Sampling, load_video
 from videolens.models import load_model
 
@@ -116,8 +116,6 @@ def independent_accuracy(model, samples, classes, texts, k=1) -> float:
     ``a video of <text>.``, logits of the model, rank of the true class."""
     rows = [s for s in samples if s.labels[0] in classes]
     text = model.encode_text([TEMPLATES[0].format(texts[c]) for c in classes])
-    if model.text_normalized:
-        text = text / text.norm(dim=-1, keepdim=True)
     logits = model.logits(embed(model, [s.path for s in rows]), text).numpy()  # (N, C)
     truth = np.array([classes.index(s.labels[0]) for s in rows])
     best = np.argsort(-logits, axis=1)[:, :k]

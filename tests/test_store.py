@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from videolens.errors import LibraryError
-from videolens.index import FrameHit, Library, VideoRecord
+from videolens.library import FrameHit, Library, VideoRecord
 
 DIM = 32
 MODEL = {"name": "tiny-clip", "fingerprint": "fp-tiny", "embed_dim": DIM, "kind": "softmax"}
@@ -282,7 +282,7 @@ def test_second_writer_is_refused(library, tmp_path):
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
             sys.path.insert(0, {SRC!r})
-            from videolens.index import Library
+            from videolens.library import Library
             with Library.open({str(library.root)!r}).writer():
                 print("locked", flush=True)
                 time.sleep(60)
@@ -333,7 +333,7 @@ def test_missing_and_newer_schema(tmp_path):
 
 
 def test_migration_hook(tmp_path, monkeypatch):
-    from videolens.index import store
+    from videolens.library import store
 
     Library.create(tmp_path / "lib", MODEL, SAMPLING).close()
     monkeypatch.setattr(store, "SCHEMA_VERSION", 2)
@@ -350,7 +350,7 @@ CRASH_WRITER = """
 import sys
 import numpy as np
 sys.path.insert(0, {src!r})
-from videolens.index import Library
+from videolens.library import Library
 lib = Library.open({root!r})
 rng = np.random.default_rng()
 with lib.writer() as writer:

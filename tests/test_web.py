@@ -25,8 +25,8 @@ pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from videolens.cli_serve import add_serve_command, is_loopback, run_serve  # noqa: E402
-from videolens.index.ingest import index  # noqa: E402
+from videolens.cli.serve import add_serve_command, is_loopback, run_serve  # noqa: E402
+from videolens.pipelines.index import index  # noqa: E402
 from videolens.web import create_app  # noqa: E402
 from videolens.web.media import decode_upload_image  # noqa: E402
 
@@ -488,7 +488,7 @@ def test_serve_command_serves(library, capsys):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    code = ("import sys; from videolens.cli_serve import run_serve, add_serve_command; "
+    code = ("import sys; from videolens.cli.serve import run_serve, add_serve_command; "
             "import argparse; p = argparse.ArgumentParser(); "
             "add_serve_command(p.add_subparsers(dest='c')); "
             "sys.exit(run_serve(p.parse_args(sys.argv[1:])))")

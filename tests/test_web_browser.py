@@ -21,7 +21,7 @@ sync_api = pytest.importorskip("playwright.sync_api",
 
 from test_web import live_server  # noqa: E402
 
-from videolens.index.ingest import index  # noqa: E402
+from videolens.pipelines.index import index  # noqa: E402
 from videolens.web import create_app  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",

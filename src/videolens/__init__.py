@@ -1,10 +1,14 @@
 """videolens: open-vocabulary understanding of human actions in video.
 
-Python API::
+Python API — the same verbs as the command line::
 
     import videolens
-    results = videolens.classify(["clip.mp4"], "running, swimming, cooking")
+    results = videolens.classify("clips/", "running, swimming, cooking")
     print(results[0].top)
+    videolens.index("~/Videos", library=".videolens")
+    moments = videolens.search("a dog catching a frisbee", library=".videolens")
+    where = videolens.localize("park.mp4", ["throwing a frisbee"], library=".videolens")
+    result = videolens.evaluate("zero-shot", "ucf101", "~/data/UCF101", model="clip-b16")
 
 Names are imported on first use, so ``import videolens`` (and ``videolens --help``) does
 not pay for torch and transformers until they are needed.
@@ -12,71 +16,102 @@ not pay for torch and transformers until they are needed.
 
 from __future__ import annotations
 
+import warnings
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-from .errors import LabelError, ModelLoadError, UsageError, VideoDecodeError, VideolensError
+from .errors import (
+    LabelError,
+    LibraryError,
+    ModelLoadError,
+    UsageError,
+    VideoDecodeError,
+    VideolensError,
+)
 
 try:
     __version__ = version("videolens")
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0.0.0"
 
+# public name -> (module, attribute)
 _LAZY = {
-    "classify": "tasks",
-    "iter_classify": "tasks",
-    "LabelScore": "tasks",
-    "VideoResult": "tasks",
-    "load_model": "models",
-    "probe": "io",
-    "read_frames": "io",
-    "LabelSet": "text",
-    "index_videos": "index.ingest",
-    "search": "index.query",
-    "localize": "index.query",
-    "Library": "index.store",
-    "load_labels": "text",
+    "classify": ("pipelines.classify", "classify"),
+    "iter_classify": ("pipelines.classify", "iter_classify"),
+    "VideoResult": ("pipelines.classify", "VideoResult"),
+    "index": ("pipelines.index", "index"),
+    "IndexSummary": ("pipelines.index", "IndexSummary"),
+    "search": ("pipelines.search", "search"),
+    "localize": ("pipelines.localize", "localize"),
+    "Localization": ("pipelines.localize", "Localization"),
+    "evaluate": ("pipelines.evaluate", "evaluate"),
+    "EvalResult": ("eval.results", "EvalResult"),
+    "LabelScore": ("tasks.classify", "LabelScore"),
+    "Moment": ("tasks.search", "Moment"),
+    "Detection": ("tasks.localize", "Detection"),
+    "load_model": ("models", "load_model"),
+    "VideoTextModel": ("models", "VideoTextModel"),
+    "probe": ("io", "probe"),
+    "read_frames": ("io", "read_frames"),
+    "LabelSet": ("text", "LabelSet"),
+    "load_labels": ("text", "load_labels"),
+    "Library": ("library", "Library"),
 }
+# old name -> new name; kept for one release
+_DEPRECATED = {"index_videos": "index"}
 
 if TYPE_CHECKING:
-    from .index.ingest import index as index_videos
-    from .index.query import localize_video as localize
-    from .index.query import search
-    from .index.store import Library
+    from .eval.results import EvalResult
     from .io import probe, read_frames
-    from .models import load_model
-    from .tasks import LabelScore, VideoResult, classify, iter_classify
+    from .library import Library
+    from .models import VideoTextModel, load_model
+    from .pipelines.classify import VideoResult, classify, iter_classify
+    from .pipelines.evaluate import evaluate
+    from .pipelines.index import IndexSummary, index
+    from .pipelines.localize import Localization, localize
+    from .pipelines.search import search
+    from .tasks.classify import LabelScore
+    from .tasks.localize import Detection
+    from .tasks.search import Moment
     from .text import LabelSet, load_labels
 
 
-# `videolens.index` is the subpackage (importing videolens.index.store binds that name), so
-# the indexing function is exported as index_videos
-_RENAMED = {"localize": "localize_video", "index_videos": "index"}
-
-
 def __getattr__(name: str):
+    if name in _DEPRECATED:
+        new = _DEPRECATED[name]
+        warnings.warn(f"videolens.{name} is deprecated; use videolens.{new}",
+                      DeprecationWarning, stacklevel=2)
+        return __getattr__(new)
     if name in _LAZY:
-        module = import_module(f".{_LAZY[name]}", __name__)
-        value = getattr(module, _RENAMED.get(name, name))
+        module, attribute = _LAZY[name]
+        value = getattr(import_module(f".{module}", __name__), attribute)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'videolens' has no attribute {name!r}")
 
 
 __all__ = [
+    "Detection",
+    "EvalResult",
+    "IndexSummary",
     "LabelError",
     "LabelScore",
     "LabelSet",
     "Library",
+    "LibraryError",
+    "Localization",
     "ModelLoadError",
+    "Moment",
     "UsageError",
     "VideoDecodeError",
     "VideoResult",
+    "VideoTextModel",
     "VideolensError",
     "__version__",
     "classify",
-    "index_videos",
+    "evaluate",
+    "index",
     "iter_classify",
     "load_labels",
     "load_model",

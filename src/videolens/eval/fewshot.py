@@ -74,7 +74,7 @@ from ..models import VideoTextModel
 from .cache import EmbeddingCache
 from .datasets.base import Dataset
 from .metrics import topk_accuracy
-from .protocols import EvalResult, class_logits, run_record, sampling_for
+from .results import EvalResult, class_logits, run_record, sampling_for
 
 METHODS = ("prototype", "linear-probe", "gda", "zero-shot")
 DEFAULT_SHOTS = (2, 4, 8, 16)

@@ -64,7 +64,7 @@ from .datasets import Dataset, DatasetError, read_class_names_file
 from .datasets.base import data_lines, read_json, read_text
 from .datasets.generic import parse_list_line
 from .metrics import topk_accuracy
-from .protocols import EvalResult, class_logits, over_splits, run_record, sampling_for
+from .results import EvalResult, class_logits, over_splits, run_record, sampling_for
 
 __all__ = [
     "K400_TO_K600_RENAMED",

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from .protocols import EvalResult
+from .results import EvalResult
 
 RANK_METRICS = ("MdR", "MnR")
 

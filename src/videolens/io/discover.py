@@ -67,10 +67,13 @@ def _walk(folder: str) -> list[str]:
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
     """Files as given; folders -> their videos (recursive, sorted, hidden entries skipped,
-    content-sniffed); glob patterns -> their matches. A pattern matching nothing is kept as
-    given, so it fails as a missing file with its own error line. Duplicates are dropped."""
+    content-sniffed); glob patterns -> their matches; a leading ``~`` is the home folder. A
+    pattern matching nothing is kept as given, so it fails as a missing file with its own
+    error line. Duplicates are dropped. Every verb (CLI and Python) takes its inputs here."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
     paths: list[str] = []
-    for item in map(os.fspath, inputs):
+    for item in (os.path.expanduser(os.fspath(i)) for i in inputs):
         if os.path.isdir(item):
             paths.extend(_walk(item))
         elif not os.path.exists(item) and glob.has_magic(item):

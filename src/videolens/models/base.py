@@ -1,8 +1,10 @@
 """The one interface every video–text model implements.
 
 Three verbs, as in open_clip: ``encode_video`` / ``encode_frames``, ``encode_text`` and
-``logits``. Normalisation happens inside the encoders and the learned temperature is applied
-in one place (:meth:`VideoTextModel.logits`).
+``logits``. The model owns its rules: normalisation happens inside the encoders, text rows
+come out ready to score, temperature/bias and softmax-or-sigmoid live in one
+:class:`~videolens.models.scoring.ScoreRule`, and :meth:`VideoTextModel.frames_for` is the
+one rule for how many frames a video is sampled to.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 
-ScoreKind = Literal["softmax", "sigmoid"]
+from ..errors import UsageError
+from .scoring import ScoreKind, ScoreRule
 
 
 @dataclass
@@ -31,6 +33,10 @@ class VideoEmbedding:
     context: torch.Tensor | None = None
 
 
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
 class VideoTextModel(ABC):
     """A vision–language model that scores videos against text.
 
@@ -40,9 +46,10 @@ class VideoTextModel(ABC):
             ``"sigmoid"`` when each label gets an independent probability (SigLIP).
         num_frames: frames the video encoder requires per clip (X-CLIP), else ``None``.
         default_frames: how many frames to sample per video when the caller does not say.
-        text_normalized: whether :meth:`encode_text` returns L2-normalised rows (CLIP, SigLIP).
-            X-CLIP adds a video-conditioned prompt to the raw text embedding before it
-            normalises, so its text rows stay raw until :meth:`logits`.
+        frame_max_side: longest side, in pixels, frames are shrunk to when they are decoded
+            for this model at a fixed rate (index, localize): CLIP-family processors resize
+            to 224-384 px, so 448 keeps their input exact while a long video stays small in
+            memory and cheap to hand between processes.
         fingerprint: identifies the weights (used to key on-disk caches).
         embed_dim: D, the width of every embedding.
     """
@@ -51,11 +58,13 @@ class VideoTextModel(ABC):
     kind: ScoreKind
     num_frames: int | None = None
     default_frames: int = 8
-    text_normalized: bool = True
+    frame_max_side: int = 448
     fingerprint: str = ""
     embed_dim: int
     device: torch.device
     dtype: torch.dtype
+
+    # --- vision -------------------------------------------------------------------------
 
     @abstractmethod
     def encode_frames(
@@ -78,9 +87,51 @@ class VideoTextModel(ABC):
         """:meth:`encode_videos` for a single (T, H, W, 3) clip."""
         return self.encode_videos([frames])[0]
 
+    def frames_for(self, frames: int | None) -> int:
+        """Frames to sample per video: ``frames`` if given and valid, else the model's default.
+
+        Raises:
+            UsageError: fewer than 1, or not the exact clip length a video encoder requires.
+        """
+        if frames is None:
+            return self.default_frames
+        if frames < 1:
+            raise UsageError(f"--frames must be at least 1, got {frames}")
+        if self.num_frames is not None and frames != self.num_frames:
+            raise UsageError(
+                f"{self.name} encodes exactly {self.num_frames} frames per video, got --frames "
+                f"{frames}",
+                hint=f"leave --frames out or pass --frames {self.num_frames}",
+            )
+        return frames
+
+    # --- text ---------------------------------------------------------------------------
+
     @abstractmethod
-    def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        """(K, D) float32 CPU text embeddings, L2-normalised when ``text_normalized``."""
+    def text_features(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """(K, D) float32 CPU projected text features as the checkpoint computes them, before
+        normalisation. Callers want :meth:`encode_text`; this is what the text cache stores."""
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """(K, D) float32 CPU text rows, L2-normalised and ready to score: cosine against
+        frame or video embeddings, or :meth:`logits`. Cached per (weights, texts)."""
+        from .text_cache import cached_text_features
+
+        return self.text_rows(cached_text_features(self, texts))
+
+    def pool_prompts(self, features: torch.Tensor) -> torch.Tensor:
+        """One label's (D,) feature from its prompts' (P, D) :meth:`text_features`.
+
+        CLIP's prompt ensembling: the mean of the L2-normalised prompt embeddings (renormalised
+        by :meth:`text_rows`)."""
+        return l2_normalize(features).mean(dim=0)
+
+    def text_rows(self, features: torch.Tensor) -> torch.Tensor:
+        """(K, D) features (from :meth:`text_features` or :meth:`pool_prompts`) -> the rows
+        :meth:`encode_text` returns."""
+        return l2_normalize(features)
+
+    # --- scoring ------------------------------------------------------------------------
 
     @property
     @abstractmethod
@@ -92,15 +143,27 @@ class VideoTextModel(ABC):
         """Learned bias added to every logit (SigLIP); 0 for contrastive softmax models."""
         return 0.0
 
+    @property
+    def score_rule(self) -> ScoreRule:
+        """Temperature, bias and softmax-or-sigmoid, for scoring precomputed cosines (frames
+        in localization, cached embeddings in eval) exactly as :meth:`logits` does."""
+        return ScoreRule(self.kind, self.logit_scale, self.logit_bias)
+
     @abstractmethod
     def logits(self, videos: Sequence[VideoEmbedding], text: torch.Tensor) -> torch.Tensor:
         """(B, K) float32 logits of B videos against K text rows from :meth:`encode_text`."""
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Scores in [0, 1]: softmax over the last axis, or an independent sigmoid per label."""
-        if self.kind == "sigmoid":
-            return torch.sigmoid(logits)
-        return torch.softmax(logits, dim=-1)
+        return self.score_rule.probabilities(logits)
+
+    # --- identity -----------------------------------------------------------------------
+
+    @property
+    def meta(self) -> dict:
+        """What a library or cache records about the model its vectors come from."""
+        return {"name": self.name, "fingerprint": self.fingerprint,
+                "embed_dim": int(self.embed_dim), "kind": self.kind}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, kind={self.kind}, device={self.device})"

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .base import ScoreKind, VideoEmbedding, VideoTextModel
+from .base import VideoEmbedding, VideoTextModel, l2_normalize
+from .scoring import ScoreKind
 
 
 def pooled(output) -> torch.Tensor:
@@ -19,12 +20,8 @@ def pooled(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
-def l2_normalize(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
 @torch.inference_mode()
-def text_features(
+def projected_text_features(
     hf_model,
     tokenizer,
     texts: Sequence[str],
@@ -110,8 +107,6 @@ class FrameAveragingModel(VideoTextModel):
             )
             chunks.append(l2_normalize(features.float()).cpu())
         return torch.cat(chunks) if chunks else torch.empty(0, self.embed_dim)
-
-
     def encode_videos(self, videos: Sequence[np.ndarray]) -> list[VideoEmbedding]:
         lengths = [len(v) for v in videos]
         if not videos:
@@ -124,10 +119,10 @@ class FrameAveragingModel(VideoTextModel):
             result.append(VideoEmbedding(l2_normalize(clip.mean(dim=0))))
         return result
 
-    def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    def text_features(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         if not texts:
             return torch.empty(0, self.embed_dim)
-        features = text_features(
+        return projected_text_features(
             self.model,
             self.tokenizer,
             texts,
@@ -136,9 +131,8 @@ class FrameAveragingModel(VideoTextModel):
             device=self.device,
             batch_size=batch_size,
         )
-        return l2_normalize(features)
 
     def logits(self, videos: Sequence[VideoEmbedding], text: torch.Tensor) -> torch.Tensor:
         # (B, D) @ (D, K) -> (B, K)
         video_matrix = torch.stack([v.embedding for v in videos])
-        return self.logit_scale * video_matrix @ text.T + self.logit_bias
+        return self.score_rule.logits(video_matrix @ text.T)

@@ -1,4 +1,4 @@
-"""Text embeddings cached per (model weights, prompt list): in memory and on disk.
+"""Text features cached per (model weights, prompt list): in memory and on disk.
 
 Encoding a large label set with a template ensemble costs tens of seconds on a CPU
 (400 labels x 16 templates), and the same prompts are encoded again on every run; the disk
@@ -14,11 +14,13 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .base import VideoTextModel
+if TYPE_CHECKING:
+    from .base import VideoTextModel
 
 
 def cache_dir() -> Path | None:
@@ -34,12 +36,14 @@ def cache_dir() -> Path | None:
 
 
 def _key(model: VideoTextModel, texts: Sequence[str]) -> str:
-    payload = json.dumps([model.fingerprint, type(model).__name__, list(texts)])
+    # "features-v2": entries hold raw projected features (before normalisation); v1 entries
+    # held CLIP's normalised rows and must never be read as features
+    payload = json.dumps(["features-v2", model.fingerprint, type(model).__name__, list(texts)])
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
-def encode_text_cached(model: VideoTextModel, texts: Sequence[str]) -> torch.Tensor:
-    """``model.encode_text(texts)``, reusing earlier results for the same model and texts.
+def cached_text_features(model: VideoTextModel, texts: Sequence[str]) -> torch.Tensor:
+    """``model.text_features(texts)``, reusing earlier results for the same model and texts.
 
     Returns (K, D) float32. A disk cache that cannot be read or written is skipped silently:
     the cache only ever saves time, it never changes a result.
@@ -59,7 +63,7 @@ def encode_text_cached(model: VideoTextModel, texts: Sequence[str]) -> torch.Ten
                 return memory[key]
         except (OSError, ValueError):
             pass
-    embeddings = model.encode_text(list(texts))
+    embeddings = model.text_features(list(texts))
     memory[key] = embeddings
     if path is not None:
         try:

@@ -14,13 +14,20 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .base import VideoEmbedding, VideoTextModel
-from .clip import l2_normalize, text_features
+from .base import VideoEmbedding, VideoTextModel, l2_normalize
+from .clip import projected_text_features
 
 
 class XClipModel(VideoTextModel):
+    """X-CLIP behind the common interface.
+
+    Its prompt generator adds video context to the *raw* text features before it normalises,
+    so scoring needs those raw rows. :meth:`encode_text` still returns normalised rows (ready
+    for cosine scoring like every model's); the model remembers the raw feature behind each
+    row it handed out, and :meth:`logits` looks it up.
+    """
+
     kind = "softmax"
-    text_normalized = False
 
     def __init__(
         self,
@@ -43,6 +50,8 @@ class XClipModel(VideoTextModel):
         self.default_frames = self.num_frames
         self.context_length = int(hf_model.config.text_config.max_position_embeddings)
         self.embed_dim = int(hf_model.config.projection_dim)
+        # normalised row's bytes -> its raw feature (D,), for every row handed out
+        self._raw_rows: dict[bytes, torch.Tensor] = {}
 
     @property
     def logit_scale(self) -> float:
@@ -115,10 +124,10 @@ class XClipModel(VideoTextModel):
         context = context.float().cpu()
         return [VideoEmbedding(video_embeds[i], context[i]) for i in range(len(videos))]
 
-    def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    def text_features(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         if not texts:
             return torch.empty(0, self.embed_dim)
-        return text_features(
+        return projected_text_features(
             self.model,
             self.tokenizer,
             texts,
@@ -128,8 +137,33 @@ class XClipModel(VideoTextModel):
             batch_size=batch_size,
         )
 
+    def pool_prompts(self, features: torch.Tensor) -> torch.Tensor:
+        # X-CLIP's prompt ensemble averages raw rows: the generator expects raw features
+        return features.mean(dim=0)
+
+    def text_rows(self, features: torch.Tensor) -> torch.Tensor:
+        rows = l2_normalize(features.float())
+        for row, raw in zip(rows, features.float(), strict=True):
+            self._raw_rows[row.numpy().tobytes()] = raw.clone()
+        return rows
+
+    def _raw(self, text: torch.Tensor) -> torch.Tensor:
+        """(K, D) rows from :meth:`encode_text` -> the raw features behind them."""
+        raw = []
+        for row in text.detach().float().cpu():
+            found = self._raw_rows.get(row.numpy().tobytes())
+            if found is None:
+                raise ValueError(
+                    "X-CLIP scores only text rows it encoded itself (its prompt generator "
+                    "needs the raw features behind them): pass rows from encode_text or "
+                    "build_zero_shot_classifier of this model"
+                )
+            raw.append(found)
+        return torch.stack(raw) if raw else torch.empty(0, self.embed_dim)
+
     @torch.inference_mode()
     def logits(self, videos: Sequence[VideoEmbedding], text: torch.Tensor) -> torch.Tensor:
+        text = self._raw(text)
         video_matrix = torch.stack([v.embedding for v in videos])  # (B, D)
         context = torch.stack([v.context for v in videos])  # (B, L, D)
         generator = self.model.prompts_generator
@@ -138,4 +172,4 @@ class XClipModel(VideoTextModel):
         text_rows = text.unsqueeze(0).expand(len(videos), -1, -1).to(param.device, param.dtype)
         prompted = text_rows + generator(text_rows, context.to(param.device, param.dtype))
         prompted = l2_normalize(prompted.float()).cpu()
-        return self.logit_scale * torch.einsum("bd,bkd->bk", video_matrix, prompted)
+        return self.score_rule.logits(torch.einsum("bd,bkd->bk", video_matrix, prompted))

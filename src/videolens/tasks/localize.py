@@ -48,9 +48,10 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
+
+from ..models.scoring import ScoreRule
 
 # FWHM = 2·sqrt(2·ln 2)·σ: converts a window width in seconds to the Gaussian's σ
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
@@ -231,24 +232,16 @@ def label_curves(
     frame_embeddings: np.ndarray,
     text_embeddings: np.ndarray,
     *,
-    logit_scale: float = 100.0,
-    logit_bias: float = 0.0,
-    kind: Literal["softmax", "sigmoid"] = "softmax",
+    rule: ScoreRule,
 ) -> np.ndarray:
     """Per-frame evidence for each label, ``(T, D), (K, D) -> (T, K)`` (module docstring, step
-    1): softmax over labels of ``logit_scale · cosine`` (K >= 2), raw cosine (softmax, K = 1),
-    or ``sigmoid(logit_scale · cosine + logit_bias)``. Embeddings must be L2-normalised."""
+    1): the model's scores (``rule``: softmax over labels of ``scale · cosine``, or
+    ``sigmoid(scale · cosine + bias)``), except raw cosine for a softmax over K = 1 label.
+    Embeddings must be L2-normalised."""
     cosine = np.asarray(frame_embeddings, np.float64) @ np.asarray(text_embeddings, np.float64).T
-    if kind == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-(logit_scale * cosine + logit_bias)))
-    if kind != "softmax":
-        raise ValueError(f"kind must be 'softmax' or 'sigmoid', got {kind!r}")
-    if cosine.shape[1] == 1:
+    if rule.kind == "softmax" and cosine.shape[1] == 1:
         return cosine
-    logits = logit_scale * cosine  # (T, K); the bias cancels in a softmax
-    logits -= logits.max(axis=1, keepdims=True)  # numerical stability
-    exp = np.exp(logits)
-    return exp / exp.sum(axis=1, keepdims=True)
+    return rule.scores(cosine)
 
 
 def localize(
@@ -257,9 +250,7 @@ def localize(
     text_embeddings: np.ndarray,
     labels: Sequence[str],
     *,
-    logit_scale: float = 100.0,
-    logit_bias: float = 0.0,
-    kind: Literal["softmax", "sigmoid"] = "softmax",
+    rule: ScoreRule,
     smoothing_seconds: float = 1.0,
     min_duration: float = 0.0,
     merge_gap: float = 0.0,
@@ -271,8 +262,8 @@ def localize(
 
     ``frame_embeddings``: ``(T, D)`` L2-normalised frame embeddings; ``timestamps``: ``(T,)``
     seconds, non-decreasing; ``text_embeddings``: ``(K, D)`` L2-normalised, one per label;
-    ``labels``: K unique names. ``logit_scale``/``logit_bias``/``kind``: the model's (CLIP:
-    100, 0, ``"softmax"``). ``smoothing_seconds``: FWHM of the Gaussian (:func:`smooth`).
+    ``labels``: K unique names. ``rule``: the model's :class:`ScoreRule` (``model.score_rule``;
+    CLIP: softmax, scale 100). ``smoothing_seconds``: FWHM of the Gaussian (:func:`smooth`).
     ``min_duration``, ``merge_gap``: seconds (:func:`segments_from_curve`). ``nms_iou``: per-label
     NMS threshold. ``frame_duration``: seconds one frame covers; default the median spacing of
     ``timestamps``. ``min_separability``: see :func:`adaptive_threshold`.
@@ -306,8 +297,8 @@ def localize(
     if frame_duration is None:
         frame_duration = _median_spacing(times)
 
-    curves = label_curves(frames, text, logit_scale=logit_scale, logit_bias=logit_bias,
-                          kind=kind)  # (T, K)
+    kind = rule.kind
+    curves = label_curves(frames, text, rule=rule)  # (T, K)
     # probabilities have an absolute scale (0.5 = "more likely than not"); raw cosine does not
     calibrated = kind == "sigmoid" or curves.shape[1] > 1
     detections = []

@@ -7,15 +7,12 @@ score is its best frame's cosine similarity to the query.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
-
-from ..errors import UsageError
 
 
 class Hit(Protocol):
@@ -106,21 +103,3 @@ def _joins(edge: Hit, neighbour: Hit, taken: set[int], floor: float, step: float
     """``neighbour`` is next to the moment's ``edge`` in time, free, and good enough."""
     return (id(neighbour) not in taken and neighbour.score >= floor
             and abs(neighbour.timestamp - edge.timestamp) <= 1.5 * step)
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as (1, H, W, 3) RGB uint8, turned upright by its EXIF orientation."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            upright = ImageOps.exif_transpose(image).convert("RGB")
-            return np.asarray(upright)[None]
-    except FileNotFoundError:
-        raise UsageError("image not found", path=path, hint="check the path") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise UsageError(
-            f"not an image PIL can read ({type(err).__name__})",
-            path=path,
-            hint="pass a JPEG, PNG or WebP picture",
-        ) from None

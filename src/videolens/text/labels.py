@@ -35,17 +35,15 @@ names). Duplicates are detected ignoring case and runs of whitespace, because ``
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from videolens.errors import LabelError
+from videolens.text.loader import StructuredFileError, parse_structured
 
 __all__ = ["LabelSet", "LabelSpec", "load_labels"]
 
@@ -222,10 +220,8 @@ def _load_file(path: Path) -> LabelSet:
         raise LabelError("label file is empty", path=path, hint="write one label per line")
 
     suffix = path.suffix.lower()
-    if suffix == ".json":
-        return _from_structure(_parse_json(text, path), path=path, what="file")
-    if suffix in _STRUCTURED_SUFFIXES:
-        return _from_structure(_parse_yaml(text, path), path=path, what="file")
+    if suffix == ".json" or suffix in _STRUCTURED_SUFFIXES:
+        return _from_structure(_parse(text, path), path=path, what="file")
     return _from_lines(text, path)
 
 
@@ -244,76 +240,21 @@ def _from_lines(text: str, path: Path) -> LabelSet:
     return LabelSet(labels=tuple(labels), descriptions={}, source=str(path))
 
 
-class _DuplicateKey(Exception):
-    """A mapping repeats a key; raised while parsing, before a dict silently keeps the last."""
-
-    def __init__(self, key: object, line: int | None) -> None:
-        super().__init__(key)
-        self.key = key
-        self.line = line
-
-
-def _parse_json(text: str, path: Path) -> Any:
-    def pairs_to_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        mapping: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in mapping:
-                raise _DuplicateKey(key, line=None)
-            mapping[key] = value
-        return mapping
-
+def _parse(text: str, path: Path) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=pairs_to_dict)
-    except json.JSONDecodeError as error:
-        raise LabelError(
-            f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}",
-            path=path,
-            hint='fix the syntax, e.g. a list like ["running", "jumping"]',
-        ) from error
-    except _DuplicateKey as error:
-        raise LabelError(
-            f"duplicate labels: {error.key!r} appears twice in the mapping",
-            path=path,
-            hint="merge its descriptions into one entry",
-        ) from error
-
-
-class _StrictYamlLoader(yaml.SafeLoader):
-    """SafeLoader that rejects repeated mapping keys (plain YAML keeps the last one silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        self.flatten_mapping(node)
-        seen: set[Hashable] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):
-                continue  # the base class reports unhashable keys with a position
-            if key in seen:
-                raise _DuplicateKey(key, line=key_node.start_mark.line + 1)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _parse_yaml(text: str, path: Path) -> Any:
-    try:
-        return yaml.load(text, Loader=_StrictYamlLoader)  # a SafeLoader subclass: no tags run code
-    except _DuplicateKey as error:
-        raise LabelError(
-            f"duplicate labels: {error.key!r} appears twice in the mapping (line {error.line})",
-            path=path,
-            hint="merge its descriptions into one entry",
-        ) from error
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = error.problem or error.context or "syntax error"
-        raise LabelError(
-            f"invalid YAML{where}: {problem}",
-            path=path,
-            hint="fix the syntax, e.g. a list of '- label' lines or 'label: description' lines",
-        ) from error
-    except yaml.YAMLError as error:
-        raise LabelError(f"invalid YAML: {error}", path=path) from error
+        return parse_structured(text, path.suffix)
+    except StructuredFileError as error:
+        if error.duplicate is not None:
+            where = f" (line {error.line})" if error.line else ""
+            raise LabelError(
+                f"duplicate labels: {error.duplicate!r} appears twice in the mapping{where}",
+                path=path,
+                hint="merge its descriptions into one entry",
+            ) from error
+        example = ('a list like ["running", "jumping"]' if path.suffix.lower() == ".json"
+                   else "a list of '- label' lines or 'label: description' lines")
+        raise LabelError(error.detail, path=path,
+                         hint=f"fix the syntax, e.g. {example}") from error
 
 
 def _from_structure(data: Any, path: Path | None, what: str) -> LabelSet:

@@ -42,10 +42,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..errors import LabelError, LibraryError, UsageError, VideoDecodeError, VideolensError
-from ..index.query import Localization, library_model, localize_video, search
-from ..index.store import Library, VideoRecord
+from ..library import Library, VideoRecord
 from ..models import VideoTextModel
-from ..tasks.classify import VideoResult, iter_classify
+from ..pipelines.classify import VideoResult, iter_classify
+from ..pipelines.common import library_model
+from ..pipelines.localize import Localization
+from ..pipelines.localize import localize as localize_video
+from ..pipelines.search import search
 from ..tasks.search import Moment
 from .media import (
     MAX_UPLOAD_BYTES,

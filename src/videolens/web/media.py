@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VideoDecodeError
-from ..index.store import VideoRecord
 from ..io import FrameReader, Sampling, read_frames
+from ..library import VideoRecord
 
 # By extension, not by mimetypes: its table depends on the system (/etc/mime.types) and
 # lacks several video types; a browser needs the right type to pick a demuxer.

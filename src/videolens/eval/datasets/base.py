@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from videolens.errors import LabelError, VideolensError
 from videolens.text.labels import LabelSet
+from videolens.text.loader import StructuredFileError, parse_structured
 from videolens.text.prompts import class_name_to_text
 
 __all__ = [
@@ -412,26 +411,6 @@ def use_class_names(dataset: Dataset, names: Sequence[str], source: str = "") ->
 # --- overrides --------------------------------------------------------------------------------
 
 
-class _DuplicateKey(Exception):
-    def __init__(self, key: object, line: int) -> None:
-        super().__init__(key)
-        self.key, self.line = key, line
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a repeated key instead of silently keeping the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Hashable] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, Hashable):
-                if key in seen:
-                    raise _DuplicateKey(key, key_node.start_mark.line + 1)
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def _read_overrides(path: Path) -> Any:
     if not path.is_file():
         raise DatasetError("overrides file not found", path=path, hint="check the path")
@@ -440,32 +419,14 @@ def _read_overrides(path: Path) -> Any:
     if suffix not in (".json", ".yaml", ".yml"):
         # .txt: the replacement texts, one per line, in class order (load_labels' txt form).
         return [line for _, line in data_lines(text)]
-    if suffix == ".json":
-        # json, not YAML: JSON indented with tabs is not valid YAML
-        def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-            keys = [key for key, _ in items]
-            repeated = next((key for key in keys if keys.count(key) > 1), None)
-            if repeated is not None:
-                raise DatasetError(f"class {repeated!r} appears twice", path=path)
-            return dict(items)
-
-        try:
-            return json.loads(text, object_pairs_hook=pairs)
-        except json.JSONDecodeError as error:
-            raise DatasetError(
-                f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}",
-                path=path,
-            ) from error
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no tags run code
-    except _DuplicateKey as error:
-        raise DatasetError(
-            f"class {error.key!r} appears twice (line {error.line})", path=path
-        ) from error
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
-        raise DatasetError(f"invalid YAML{where}", path=path) from error
+        return parse_structured(text, suffix)
+    except StructuredFileError as error:
+        if error.duplicate is not None:
+            where = f" (line {error.line})" if error.line else ""
+            raise DatasetError(f"class {error.duplicate!r} appears twice{where}",
+                               path=path) from error
+        raise DatasetError(error.detail, path=path) from error
 
 
 def _override_entry(key: str, value: Any, where: str | None) -> tuple[str | None, tuple[str, ...]]:

@@ -1,4 +1,5 @@
-"""Index videos into a library: reader -> encoder -> writer, incremental and crash-safe.
+"""``videolens index``: videos into a library — reader -> encoder -> writer, incremental and
+crash-safe.
 
 The loop reads plainly (clip-retrieval's runner): ``loaded = next(reader)`` decodes in a
 worker process ahead of the model, ``vectors = model.encode_frames(frames)`` runs here, and
@@ -12,34 +13,17 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import LibraryError, UsageError, VideoDecodeError
-from ..io import (
-    FrameReader,
-    Frames,
-    Sampling,
-    VideoInfo,
-    expand_inputs,
-    file_fingerprint,
-    probe,
-    read_frames,
-)
-from ..models import DEFAULT_MODEL, VideoTextModel, load_model
-from .store import Library
+from ..io import FrameReader, Sampling, file_fingerprint, load_at_rate
+from ..library import Library
+from ..models import VideoTextModel
+from .common import DEFAULT_LIBRARY, Inputs, as_paths, get_model, resolved
 
-DEFAULT_LIBRARY = ".videolens"
 DEFAULT_FPS = 1.0
-# Frames are shrunk in the decoding worker so that a long video at 1 frame/s stays small in
-# memory and cheap to hand between processes; CLIP-family processors resize to 224-384 px.
-MAX_SIDE = 448
-# Frames read per seek pass, bounding the full-resolution frames alive at once.
-CHUNK = 64
 
 
 @dataclass
@@ -74,50 +58,8 @@ class IndexSummary:
         }
 
 
-def _shrink(frames: np.ndarray, max_side: int) -> np.ndarray:
-    """(T, H, W, 3) -> the same frames with their longer side at most ``max_side``."""
-    height, width = frames.shape[1:3]
-    scale = max_side / max(height, width)
-    if scale >= 1:
-        return frames
-    from PIL import Image
-
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.stack(
-        [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BICUBIC)) for f in frames]
-    )
-
-
-def load_for_index(
-    path: str, sampling: Sampling, max_side: int = MAX_SIDE
-) -> tuple[VideoInfo, Frames]:
-    """Worker-side loader: frames at ``sampling``'s fixed rate, shrunk, read in chunks.
-
-    Times that land on the same frame (a file with fewer frames per second than the
-    sampling rate) are kept once, so each stored vector is a distinct frame.
-    """
-    info = probe(path)
-    times = sampling.times(info.duration)
-    images, stamps, warnings = [], [], []
-    decoded = 0
-    for chunk in np.array_split(times, max(1, math.ceil(len(times) / CHUNK))):
-        sampled = read_frames(path, chunk)
-        images.append(_shrink(sampled.frames, max_side))
-        stamps.append(sampled.timestamps)
-        warnings.extend(w for w in sampled.warnings if w not in warnings)
-        decoded += sampled.decoded_frames
-    frames, timestamps = np.concatenate(images), np.concatenate(stamps)
-    _, first = np.unique(timestamps, return_index=True)
-    keep = np.sort(first)
-    return info, Frames(frames[keep], timestamps[keep], times, warnings, decoded)
-
-
-def _resolve(path: str) -> str:
-    return str(Path(path).resolve())
-
-
 def index(
-    paths: Iterable[str | os.PathLike],
+    paths: Inputs,
     *,
     library: str | os.PathLike = DEFAULT_LIBRARY,
     model: VideoTextModel | str | None = None,
@@ -143,19 +85,19 @@ def index(
     ``"warning"`` and ``"pruned"`` as they happen.
     """
     started = time.perf_counter()
-    root = Path(library)
+    root = Path(library).expanduser()
     summary = IndexSummary(library=str(root))
     if fps is not None and not fps > 0:
         raise UsageError(f"--fps must be positive, got {fps}")
-    candidates = [_resolve(p) for p in expand_inputs(paths)]
+    candidates = [resolved(p) for p in as_paths(paths)]
     encoder: VideoTextModel | None = model if isinstance(model, VideoTextModel) else None
 
-    def get_model() -> VideoTextModel:
+    def model_once() -> VideoTextModel:
         nonlocal encoder
         if encoder is None:
-            encoder = load_model(model or existing_model or DEFAULT_MODEL, device, dtype)
+            encoder = get_model(model or existing_model, device, dtype)
             if store is not None:
-                store.check_model(model_meta(encoder))
+                store.check_model(encoder.meta)
         return encoder
 
     existing_model = None
@@ -164,7 +106,7 @@ def index(
         store = Library.open(root)
         existing_model = store.model.get("name")
         if model is not None:
-            get_model()  # a different model is an error before any work
+            model_once()  # a different model is an error before any work
         if fps is not None and not math.isclose(store.sampling.get("fps", fps), fps):
             raise LibraryError(
                 f"this library samples {store.sampling.get('fps')} frames/s, not {fps}",
@@ -176,15 +118,16 @@ def index(
     emit = on_event or (lambda kind, path, detail: None)
     try:
         if store is None:
+            encoder = model_once()
             store = Library.create(
                 root,
-                model_meta(get_model()),
-                {"kind": "rate", "fps": sampling.fps, "max_side": MAX_SIDE},
+                encoder.meta,
+                {"kind": "rate", "fps": sampling.fps, "max_side": encoder.frame_max_side},
             )
         with store.writer() as writer:
             todo = _plan(store, candidates, summary, retry_failed, emit)
             if todo:
-                _run(todo, store, writer, get_model(), sampling, workers, progress, summary, emit)
+                _run(todo, store, writer, model_once(), sampling, workers, progress, summary, emit)
             if prune:
                 for record in store.videos():
                     if not os.path.exists(record.path):
@@ -200,12 +143,6 @@ def index(
             store.close()
         summary.seconds = time.perf_counter() - started
     return summary
-
-
-def model_meta(model: VideoTextModel) -> dict:
-    """What a library records about the model its vectors come from."""
-    return {"name": model.name, "fingerprint": model.fingerprint,
-            "embed_dim": int(model.embed_dim), "kind": model.kind}
 
 
 def _plan(store, candidates, summary, retry_failed, emit) -> dict[str, tuple[int, int]]:
@@ -242,7 +179,7 @@ def _run(todo, store, writer, model, sampling, workers, progress, summary, emit)
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), unit="video", file=sys.stderr, dynamic_ncols=True)
-    loader = partial(load_for_index, max_side=MAX_SIDE)
+    loader = partial(load_at_rate, max_side=model.frame_max_side)
     try:
         with FrameReader(sampling, workers=workers, loader=loader) as reader:
             results = reader.map(list(todo))

@@ -11,14 +11,21 @@ import ipaddress
 import os
 import sys
 
-EXIT_OK, EXIT_USAGE = 0, 2
+from .options import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_library_option,
+    add_model_options,
+    note,
+    quiet_libraries,
+)
+
 TOKEN_ENV = "VIDEOLENS_TOKEN"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
 def add_serve_command(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``serve`` subcommand to ``commands`` (the parser's subparsers)."""
-    from .cli import _add_library_option, _add_model_options
 
     serve = commands.add_parser(
         "serve",
@@ -26,7 +33,7 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
         description="Serve a web UI and a JSON API (OpenAPI at /docs) over an indexed "
         "library. Bound to loopback by default; any other address requires --token.",
     )
-    _add_library_option(serve)
+    add_library_option(serve)
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default 127.0.0.1; others need --token)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
@@ -34,7 +41,7 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
                        help=f"require this token on every request (default: ${TOKEN_ENV}, "
                        "better: a command line is visible to other users); send it as "
                        "'Authorization: Bearer T' or open the page with ?token=T")
-    _add_model_options(serve, default=None)
+    add_model_options(serve, default=None)
     for action in serve._actions:
         if action.dest == "model":  # serve never creates a library: no "for a new library"
             action.help = "the library's model (default), or a name or folder checked against it"
@@ -54,28 +61,27 @@ def is_loopback(host: str) -> bool:
 def run_serve(args: argparse.Namespace) -> int:
     """Load the library and its model, then serve until Ctrl-C. Exit 2 on a usage error
     (no library, a public address without a token, a bad port)."""
-    from .cli import _err, _quiet_libraries
-    from .errors import VideolensError
+    from ..errors import VideolensError
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     loopback = is_loopback(args.host)
     if not loopback and not token:
-        _err(f"error: --host {args.host} is reachable from other machines: set --token "
+        note(f"error: --host {args.host} is reachable from other machines: set --token "
              f"(or ${TOKEN_ENV}) so that only people with the token can see the library")
         return EXIT_USAGE
     if not 0 < args.port < 65536:
-        _err(f"error: --port must be between 1 and 65535, got {args.port}")
+        note(f"error: --port must be between 1 and 65535, got {args.port}")
         return EXIT_USAGE
     try:
         import uvicorn
 
-        from .web import create_app
+        from ..web import create_app
     except ImportError as err:
-        _err(f"error: the web server needs extra packages ({err.name} is missing) — "
+        note(f"error: the web server needs extra packages ({err.name} is missing) — "
              "pip install 'videolens[serve]'")
         return EXIT_USAGE
 
-    _quiet_libraries()
+    quiet_libraries()
     try:
         app = create_app(
             args.library, model=args.model, device=args.device, dtype=args.dtype, token=token,
@@ -83,7 +89,7 @@ def run_serve(args: argparse.Namespace) -> int:
             allowed_hosts=[*LOOPBACK_NAMES, args.host] if loopback else None,
         )
     except VideolensError as err:
-        _err(f"error: {err.one_line()}")
+        note(f"error: {err.one_line()}")
         return EXIT_USAGE
     shown = f"[{args.host}]" if ":" in args.host else args.host
     suffix = "/?token=…" if token else "/"
@@ -99,6 +105,6 @@ def run_serve(args: argparse.Namespace) -> int:
         return EXIT_OK
     except SystemExit:
         # uvicorn logs why it could not bind (port in use, no such address) and exits 1
-        _err(f"error: cannot listen on {args.host}:{args.port}")
+        note(f"error: cannot listen on {args.host}:{args.port}")
         return EXIT_USAGE
     return EXIT_OK

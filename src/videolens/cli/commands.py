@@ -1,0 +1,223 @@
+"""One function per command: parse nothing, call the public API, print the answer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import VideolensError
+from ..io.discover import expand_inputs
+from .options import EXIT_FAILED, EXIT_OK, EXIT_USAGE, clock, note, quiet_libraries
+
+
+def _print_table(result, top: int) -> None:
+    width = max((len(s.label) for s in result.scores), default=5)
+    duration = f" · {result.duration:.1f} s" if result.duration is not None else ""
+    print(f"{result.video}  ({result.frames} frames{duration})")
+    for rank, item in enumerate(result.scores, 1):
+        bar = "█" * round(item.score * 20)
+        print(f"  {rank:>3}. {item.label:<{width}}  {item.score:6.3f}  {bar}")
+    print()
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    from ..pipelines.classify import iter_classify
+
+    quiet_libraries()
+    paths = expand_inputs(args.videos)
+    if args.workers < 1:
+        note("error: --workers must be at least 1")
+        return EXIT_USAGE
+    results = iter_classify(
+        paths,
+        args.labels,
+        model=args.model,
+        frames=args.frames,
+        top=args.top,
+        templates=args.template,
+        device=args.device,
+        dtype=args.dtype,
+        workers=args.workers,
+        # a bar redrawn with carriage returns only garbles a log file or a pipe
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    failed = 0
+    try:
+        for result in results:
+            for warning in result.warnings:
+                note(f"warning: {result.video}: {warning}")
+            if not result.ok:
+                failed += 1
+                note(f"error: {result.error}")
+            if args.json:
+                print(json.dumps(result.to_json()), flush=True)
+            elif result.ok:
+                _print_table(result, args.top)
+    except VideolensError as err:
+        note(f"error: {err.one_line()}")
+        return EXIT_USAGE
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from ..pipelines.index import index
+
+    quiet_libraries()
+    if args.workers < 1:
+        note("error: --workers must be at least 1")
+        return EXIT_USAGE
+
+    def report(kind: str, path: str, detail: str) -> None:
+        if kind == "failed":
+            note(f"error: {detail}")
+        elif kind == "warning":
+            note(f"warning: {path}: {detail}")
+
+    summary = index(
+        args.paths, library=args.library, model=args.model, fps=args.fps,
+        device=args.device, dtype=args.dtype, workers=args.workers, prune=args.prune,
+        retry_failed=args.retry_failed, on_event=report,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    if args.json:
+        print(json.dumps(summary.to_json()), flush=True)
+    else:
+        rate = summary.video_seconds / summary.seconds if summary.seconds else 0.0
+        note(
+            f"indexed {len(summary.indexed)} videos ({summary.frames} frames, "
+            f"{summary.video_seconds / 60:.1f} min of video, {rate:.1f}x real time), "
+            f"{len(summary.unchanged)} unchanged, {len(summary.failed)} failed, "
+            f"{len(summary.pruned)} pruned in {summary.seconds:.1f} s "
+            f"(waiting for decode {summary.decode_wait_seconds:.1f} s, "
+            f"encode {summary.encode_seconds:.1f} s) -> {summary.library}"
+        )
+        for path, reason in summary.failed.items():
+            note(f"  failed: {reason if path in reason else f'{path}: {reason}'}")
+    if summary.interrupted:
+        note("interrupted: what was indexed is kept; run the same command to continue")
+        return 130
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from ..pipelines.search import search
+
+    quiet_libraries()
+    moments = search(
+        args.query, image=args.image, library=args.library, model=args.model, top=args.top,
+        video_glob=args.video, exact=True if args.exact else None, device=args.device,
+        dtype=args.dtype,
+    )
+    if args.json:
+        for moment in moments:
+            print(json.dumps(moment.to_json()), flush=True)
+        return EXIT_OK
+    if not moments:
+        note("no matches")
+        return EXIT_OK
+    width = max(len(m.video) for m in moments)
+    for rank, moment in enumerate(moments, 1):
+        print(f"{rank:>3}. {moment.video:<{width}}  {clock(moment.start)}–{clock(moment.end)}"
+              f"  {moment.score:.3f}")
+    return EXIT_OK
+
+
+def run_localize(args: argparse.Namespace) -> int:
+    from ..errors import VideoDecodeError
+    from ..pipelines.localize import localize
+
+    quiet_libraries()
+    try:
+        result = localize(
+            args.video, args.actions, library=args.library, model=args.model, fps=args.fps,
+            templates=args.template, device=args.device, dtype=args.dtype,
+        )
+    except VideoDecodeError as err:  # the input failed, not the usage: exit 1 as classify
+        note(f"error: {err.one_line()}")
+        return EXIT_FAILED
+    if args.json:
+        for line in result.to_json_lines():
+            print(json.dumps(line), flush=True)
+        return EXIT_OK
+    note(f"{result.video}: frames from the {result.source} at {result.fps:g}/s")
+    if not result.detections:
+        note("no segments found")
+    width = max((len(d.label) for d in result.detections), default=0)
+    for d in result.detections:
+        print(f"{d.label:<{width}}  {clock(d.start)}–{clock(d.end)}  {d.score:.3f}")
+    return EXIT_OK
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from ..eval.report import table, write_csv, write_plots
+    from ..models import load_model
+    from ..pipelines.evaluate import evaluate
+
+    quiet_libraries()
+    try:
+        shots = [int(x) for x in args.shots.split(",") if x.strip()]
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        note("error: --shots and --seeds take comma-separated integers, e.g. 2,4,8,16")
+        return EXIT_USAGE
+    if not shots or min(shots) < 1 or not seeds:
+        note("error: --shots needs positive integers and --seeds at least one seed")
+        return EXIT_USAGE
+    model = load_model(args.model, args.device, args.dtype)
+    result = evaluate(
+        args.protocol, args.dataset, args.root, model=model, split=args.split,
+        frames=args.frames, templates=args.template, overrides=args.class_texts,
+        class_names_file=args.class_names, split_files=args.split_file,
+        k400_classes=args.k400_classes, subsets=args.subsets, subset_size=args.subset_size,
+        seed=args.seed, shots=shots, seeds=seeds, train_split=args.train_split,
+        workers=args.workers, progress=not args.quiet and sys.stderr.isatty(),
+    )
+    for path, reason in list(result.failures.items())[:20]:
+        note(f"warning: left out: {reason if path in reason else f'{path}: {reason}'}")
+    if len(result.failures) > 20:
+        note(f"warning: ... and {len(result.failures) - 20} more videos left out")
+    if args.csv:
+        write_csv([result], args.csv)
+    if args.plot:
+        for written in write_plots(result, args.plot):
+            note(f"wrote {written}")
+    if args.json:
+        print(json.dumps(result.to_json()), flush=True)
+    else:
+        print(table(result))
+    return EXIT_OK
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from ..io import probe_many
+
+    failed = 0
+    for path, info in probe_many(expand_inputs(args.videos)):
+        if isinstance(info, VideolensError):
+            failed += 1
+            note(f"error: {info.one_line()}")
+            if args.json:
+                print(json.dumps({"video": path, "error": info.one_line()}), flush=True)
+            continue
+        if args.json:
+            print(json.dumps({"video": path, **asdict(info)}), flush=True)
+        else:
+            print(
+                f"{path}: {info.codec} {info.width}x{info.height}, {info.duration:.3f} s, "
+                f"{info.fps:.3f} fps, {info.frame_count} frames, rotation {info.rotation}, "
+                f"audio {'yes' if info.has_audio else 'no'}"
+            )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from ..models import DEFAULT_MODEL, PRESETS
+
+    for preset in PRESETS.values():
+        mark = "*" if preset.name == DEFAULT_MODEL else " "
+        print(f"{mark} {preset.name:<13} {preset.hub_id:<40} {preset.frames:>2} frames  "
+              f"{preset.summary}")
+    return EXIT_OK

@@ -1,0 +1,169 @@
+"""The ``videolens`` argument parser: every command, option and help text."""
+
+from __future__ import annotations
+
+import argparse
+
+from .options import add_library_option, add_model_options
+from .serve import add_serve_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="videolens",
+        description="Open-vocabulary understanding of human actions in video.",
+    )
+    parser.add_argument("--version", action="version", version=f"videolens {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    classify = commands.add_parser(
+        "classify",
+        help="rank labels from any list for each video (zero-shot)",
+        description="Rank the labels for each video with a vision-language model, no training.",
+    )
+    classify.add_argument("videos", nargs="+", metavar="VIDEO", help="files, folders or globs")
+    classify.add_argument(
+        "--labels",
+        "-l",
+        required=True,
+        help="comma list ('running, swimming') or a .txt/.json/.yaml label file",
+    )
+    add_model_options(classify)
+    classify.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="frames sampled per video, one per equal segment (default: the model's, 8 for CLIP)",
+    )
+    classify.add_argument(
+        "--top", type=int, default=5, help="labels shown per video (0 = all; default 5)"
+    )
+    classify.add_argument(
+        "--template",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="prompt template with {} for the label; repeat for an ensemble "
+        "(default: the built-in action templates)",
+    )
+    classify.add_argument("--json", action="store_true", help="JSON Lines on stdout")
+    classify.add_argument(
+        "--workers", type=int, default=1, help="decoding processes (default 1)"
+    )
+    classify.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    index = commands.add_parser(
+        "index",
+        help="embed the frames of videos into a library, once, for search and localize",
+        description="Embed video frames into a library (incremental: unchanged files are "
+        "skipped). Safe to interrupt or kill: rerun to continue.",
+    )
+    index.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or globs")
+    add_library_option(index)
+    add_model_options(index, default=None)
+    index.add_argument(
+        "--fps", type=float, default=None,
+        help="frames per second to embed (default 1; fixed when the library is created)",
+    )
+    index.add_argument("--prune", action="store_true",
+                       help="drop library entries whose file is gone")
+    index.add_argument("--retry-failed", action="store_true",
+                       help="try again files that failed before and have not changed")
+    index.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    index.add_argument("--json", action="store_true", help="the summary as JSON on stdout")
+    index.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    search = commands.add_parser(
+        "search",
+        help="find moments in the library by text or by an example image",
+        description="Find moments (video, start, end, score) in an indexed library.",
+    )
+    search.add_argument("query", nargs="?", help="what to look for, in words")
+    search.add_argument("--image", metavar="FILE", help="query by an example picture instead")
+    add_library_option(search)
+    search.add_argument("--top", type=int, default=10, help="moments to show (default 10)")
+    search.add_argument("--video", metavar="GLOB",
+                        help="only videos whose path or file name matches this glob")
+    search.add_argument("--exact", action="store_true",
+                        help="exact vector search even when the library has an ANN index")
+    add_model_options(search, default=None)
+    search.add_argument("--json", action="store_true", help="JSON Lines on stdout")
+
+    localize = commands.add_parser(
+        "localize",
+        help="find when actions happen in a video (zero-shot temporal localization)",
+        description="Segments (label, start, end, score) where each action happens.",
+    )
+    localize.add_argument("video", metavar="VIDEO")
+    localize.add_argument("actions", nargs="+", metavar="ACTION",
+                          help="one or more actions, e.g. 'chopping vegetables'")
+    add_library_option(localize)
+    add_model_options(localize, default=None)
+    localize.add_argument(
+        "--fps", type=float, default=None,
+        help="frames per second when decoding (default 2; an indexed video uses the library's)",
+    )
+    localize.add_argument("--template", action="append", default=None, metavar="TEXT",
+                          help="prompt template with {} (repeatable; default: built-in set)")
+    localize.add_argument("--json", action="store_true", help="JSON Lines on stdout")
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="research protocols on a dataset you have on disk (zero-shot, retrieval)",
+        description="Evaluate a model with a published protocol. videolens never downloads "
+        "datasets: point --root at your copy.",
+    )
+    evaluate.add_argument(
+        "protocol", choices=["zero-shot", "cross-dataset", "base-to-novel", "few-shot",
+                             "retrieval"])
+    evaluate.add_argument("--dataset", required=True,
+                          help="ucf101, hmdb51, kinetics400/600/700, ssv2, charades, msrvtt, "
+                          "generic")
+    evaluate.add_argument("--root", required=True, metavar="DIR",
+                          help="the dataset folder (official layout)")
+    evaluate.add_argument("--split", default=None,
+                          help="a split (e.g. test1, val, all), or 'splits' for mean ± std over "
+                          "the three official test splits (default: the dataset's)")
+    add_model_options(evaluate)
+    evaluate.add_argument("--frames", type=int, default=None,
+                          help="frames per video (default: the model's)")
+    evaluate.add_argument("--template", action="append", default=None, metavar="TEXT",
+                          help="prompt template with {} (repeatable; default: built-in set)")
+    evaluate.add_argument("--class-texts", metavar="FILE", default=None,
+                          help="YAML/JSON/TXT overriding class texts or adding descriptions")
+    evaluate.add_argument("--class-names", metavar="FILE", default=None,
+                          help="class-name file fixing class ids (one per line or id,name CSV)")
+    evaluate.add_argument("--split-file", action="append", default=[], metavar="PATH",
+                          help="published split file or folder (cross-dataset subsets, "
+                          "base-to-novel splits); repeat for several")
+    evaluate.add_argument("--k400-classes", metavar="PATH", default=None,
+                          help="cross-dataset: Kinetics-400 root, CSV or class list")
+    evaluate.add_argument("--subsets", type=int, default=3,
+                          help="cross-dataset: number of class subsets (default 3)")
+    evaluate.add_argument("--subset-size", type=int, default=160,
+                          help="cross-dataset: classes per subset (default 160)")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="cross-dataset: seed of the default subsets (default 0)")
+    evaluate.add_argument("--shots", default="2,4,8,16",
+                          help="few-shot: training videos per class, comma list")
+    evaluate.add_argument("--seeds", default="0,1,2", help="few-shot: seeds, comma list")
+    evaluate.add_argument("--train-split", default=None,
+                          help="few-shot: split to draw shots from (default: train<N> for "
+                          "test<N>)")
+    evaluate.add_argument("--workers", type=int, default=1, help="decoding processes")
+    evaluate.add_argument("--json", action="store_true", help="the result as JSON on stdout")
+    evaluate.add_argument("--csv", metavar="FILE", default=None,
+                          help="also write the metrics as CSV")
+    evaluate.add_argument("--plot", metavar="DIR", default=None,
+                          help="also write PNG figures (confusion matrix, per-class accuracy)")
+    evaluate.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    probe = commands.add_parser("probe", help="print what a video file holds")
+    probe.add_argument("videos", nargs="+", metavar="VIDEO")
+    probe.add_argument("--json", action="store_true", help="JSON Lines on stdout")
+
+    commands.add_parser("models", help="list the model presets")
+    add_serve_command(commands)
+    return parser

@@ -1,0 +1,42 @@
+"""What every verb does the same way: take inputs, get a model, open a library."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..io import expand_inputs
+from ..library import Library
+from ..models import DEFAULT_MODEL, VideoTextModel, load_model
+
+# One path, or many; each a file, a folder (its videos, recursively) or a glob; `~` expanded.
+Inputs = str | os.PathLike | Iterable[str | os.PathLike]
+
+DEFAULT_LIBRARY = ".videolens"
+
+
+def as_paths(inputs: Inputs) -> list[str]:
+    """Inputs -> video paths, in order, the same for the CLI and the Python API."""
+    return expand_inputs(inputs)
+
+
+def resolved(path: str | os.PathLike) -> str:
+    """The absolute, symlink-free path a library stores."""
+    return str(Path(path).expanduser().resolve())
+
+
+def get_model(model: VideoTextModel | str | None, device: str = "auto",
+              dtype: str = "auto") -> VideoTextModel:
+    """A loaded model as given, or load a preset / hub id / folder (default ``clip-b32``)."""
+    if isinstance(model, VideoTextModel):
+        return model
+    return load_model(model or DEFAULT_MODEL, device, dtype)
+
+
+def library_model(library: Library, model: VideoTextModel | str | None, device: str = "auto",
+                  dtype: str = "auto") -> VideoTextModel:
+    """The model the library was built with (or ``model``, checked against it)."""
+    encoder = get_model(model or library.model["name"], device, dtype)
+    library.check_model(encoder.meta)
+    return encoder

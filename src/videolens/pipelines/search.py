@@ -1,0 +1,75 @@
+"""``videolens search``: moments of a library matching a text or an example image.
+
+The model encodes the query, the library's vector search returns frame hits, and
+:func:`videolens.tasks.merge_hits` turns them into moments.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from ..io import load_image
+from ..library import Library
+from ..models import VideoTextModel
+from ..tasks.search import Moment, merge_hits
+from .common import DEFAULT_LIBRARY, library_model
+
+# frames fetched per moment asked for: adjacent hits merge, so K moments need more frames
+FRAMES_PER_MOMENT = 20
+MIN_FRAMES = 200
+
+
+def search(
+    query: str | None = None,
+    *,
+    image: str | os.PathLike | np.ndarray | None = None,
+    library: str | os.PathLike | Library = DEFAULT_LIBRARY,
+    model: VideoTextModel | str | None = None,
+    top: int = 10,
+    video_glob: str | None = None,
+    exact: bool | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> list[Moment]:
+    """Moments matching a text ``query`` or an example ``image`` (a file, or an (H, W, 3)
+    RGB uint8 array), best first.
+
+    ``video_glob`` keeps videos whose path (or file name) matches it. ``exact``: force exact
+    (True) or approximate (False) vector search; by default the store decides by size.
+    """
+    if (query is None) == (image is None):
+        raise UsageError("give a text query or --image, not both and not neither")
+    if query is not None and not query.strip():
+        raise UsageError("the search text is empty", hint='e.g. videolens search "a dog running"')
+    if top < 1:
+        raise UsageError(f"--top must be at least 1, got {top}")
+    store = library if isinstance(library, Library) else Library.open(Path(library).expanduser())
+    try:
+        encoder = library_model(store, model, device, dtype)
+        if isinstance(image, np.ndarray):
+            vector = encoder.encode_frames(image.reshape(1, *image.shape[-3:])).numpy()
+        elif image is not None:
+            vector = encoder.encode_frames(load_image(image)).numpy()
+        else:
+            vector = encoder.encode_text([query]).numpy()
+        records = store.videos()
+        allowed = None
+        if video_glob:
+            allowed = {v.id for v in records
+                       if fnmatch.fnmatch(v.path, video_glob)
+                       or fnmatch.fnmatch(Path(v.path).name, video_glob)}
+            if not allowed:
+                return []
+        k = max(MIN_FRAMES, FRAMES_PER_MOMENT * top)
+        [hits] = store.search(vector.astype(np.float32), k, video_ids=allowed, exact=exact)
+        step = 1.0 / float(store.sampling.get("fps", 1.0))
+        videos = {v.id: (v.path, v.duration) for v in records}
+        return merge_hits(hits, videos, step)[:top]
+    finally:
+        if not isinstance(library, Library):
+            store.close()
