@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..io import expand_inputs
-from ..library import Library
 from ..models import DEFAULT_MODEL, VideoTextModel, load_model
+
+if TYPE_CHECKING:  # only classify's callers never open a library: keep it off their path
+    from ..library import Library
 
 # One path, or many; each a file, a folder (its videos, recursively) or a glob; `~` expanded.
 Inputs = str | os.PathLike | Iterable[str | os.PathLike]

@@ -6,10 +6,27 @@ segments out. Nothing here decodes video, loads a model or touches a library.
 - :mod:`.localize`: per-frame similarity curves -> temporal segments.
 """
 
-from .classify import LabelScore, rank_labels
-from .localize import Detection, label_curves
-from .search import Moment, merge_hits
+from __future__ import annotations
 
-# `localize` (the function) stays in `videolens.tasks.localize`: re-exporting it here would
-# shadow the submodule of the same name
-__all__ = ["Detection", "LabelScore", "Moment", "label_curves", "merge_hits", "rank_labels"]
+from importlib import import_module
+
+# name -> submodule, imported on first use so that one verb loads only the task it needs.
+# `localize` (the function) stays in `videolens.tasks.localize`: exporting it here would
+# shadow the submodule of the same name.
+_EXPORTS = {
+    "LabelScore": "classify",
+    "rank_labels": "classify",
+    "Detection": "localize",
+    "label_curves": "localize",
+    "Moment": "search",
+    "merge_hits": "search",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'videolens.tasks' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)
