@@ -35,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "probe": commands.run_probe,
         "models": commands.run_models,
     }
+    _terminate_like_interrupt()
     try:
         return handlers[args.command](args)
     except VideolensError as err:
@@ -51,3 +52,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _terminate_like_interrupt() -> None:
+    """SIGTERM (``kill``, a job scheduler, ``docker stop``) takes the Ctrl-C path: workers are
+    stopped, what was committed stays, the exit code is 130. Only from the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)

@@ -8,9 +8,12 @@ the pool is restarted and the remaining files go on.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +28,60 @@ from .sampling import Sampling
 
 Loaded = tuple[VideoInfo, Frames]
 Loader = Callable[[str, Sampling], Loaded]
+
+
+def _die_with(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the process that asked for it is gone.
+
+    A worker is a child of the forkserver, not of the caller, so the caller's death (kill -9,
+    SIGTERM) does not reach it by itself; a decoder stuck in C would then live on, holding
+    the caller's stdout. Two guards: the kernel's parent-death signal (Linux), which fires
+    when the forkserver exits (it does when the caller dies), and a watchdog thread polling
+    the caller's pid, for the platforms and races the first one misses."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # the pid was reused by another user's process
+                os._exit(1)
+
+    threading.Thread(target=watch, name="videolens-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _main_module_hidden(loader: Loader) -> Iterator[None]:
+    """Start workers without re-running the caller's ``__main__``.
+
+    ``spawn`` and ``forkserver`` import the caller's main script again in every new worker.
+    A script without an ``if __name__ == "__main__":`` guard then runs its own videolens call
+    inside the worker, which fails, and a heredoc (``python - <<EOF``) names a ``<stdin>``
+    file the worker cannot open: either way the worker died before decoding anything. The
+    workers only need videolens' own functions, so the main module's name and path are
+    hidden while a worker starts — unless the loader itself lives in ``__main__``."""
+    func = getattr(loader, "func", loader)  # functools.partial -> the function
+    main = sys.modules.get("__main__")
+    if main is None or getattr(func, "__module__", None) == "__main__":
+        yield
+        return
+    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__")
+             if name in main.__dict__}
+    try:
+        main.__dict__.pop("__file__", None)
+        main.__dict__["__spec__"] = None
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 def _load_or_error(loader: Loader, path: str, sampling: Sampling) -> Loaded | VideoDecodeError:
@@ -117,9 +174,13 @@ class FrameReader:
                 future.cancel()
 
     def _submit(self, name: str) -> Future:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=self._context)
-        return self._pool.submit(_load_or_error, self.loader, name, self.sampling)
+        # workers start inside submit() (on demand), so that is where __main__ is hidden
+        with _main_module_hidden(self.loader):
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=self._context,
+                                                 initializer=_die_with,
+                                                 initargs=(os.getpid(),))
+            return self._pool.submit(_load_or_error, self.loader, name, self.sampling)
 
     def _wait(self, name: str, future: Future, in_flight: deque[tuple[str, Future]]
               ) -> Loaded | VideoDecodeError:

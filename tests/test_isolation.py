@@ -1,0 +1,116 @@
+"""Decoding workers and the caller: scripts without a __main__ guard and heredocs work, and
+workers never outlive the process that started them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+ENV = {**os.environ, "PYTHONPATH": SRC, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+UNGUARDED = """
+import videolens
+results = videolens.classify({video!r}, "red, green", model={model!r}, device="cpu")
+print("RESULT", results[0].ok, results[0].error)
+"""
+
+
+def _check(run: subprocess.CompletedProcess) -> None:
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "RESULT True None" in run.stdout, run.stdout + run.stderr[-2000:]
+    assert "damaged" not in run.stderr and "Traceback" not in run.stderr
+
+
+def test_unguarded_script_classifies(tmp_path, video_mp4, tiny_clip):
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED.format(video=video_mp4, model=tiny_clip))
+    _check(subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=ENV, cwd=tmp_path, timeout=240))
+
+
+def test_heredoc_classifies(tmp_path, video_mp4, tiny_clip):
+    code = UNGUARDED.format(video=video_mp4, model=tiny_clip)
+    _check(subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True,
+                          env=ENV, cwd=tmp_path, timeout=240))
+
+
+HANGING_LOADER = """
+import os, time
+def hang(path, sampling):
+    with open(os.environ["PID_FILE"], "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(600)
+"""
+
+PARENT = """
+import sys
+sys.path.insert(0, {folder!r})
+from hanging import hang
+from videolens.io import FrameReader, Sampling
+with FrameReader(Sampling(num_frames=2), loader=hang, timeout=600) as reader:
+    list(reader.map([{video!r}]))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purpose
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_die_with_a_killed_parent(tmp_path, video_mp4):
+    (tmp_path / "hanging.py").write_text(HANGING_LOADER)
+    pid_file = tmp_path / "worker.pid"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT.format(folder=str(tmp_path), video=video_mp4)],
+        env={**ENV, "PID_FILE": str(pid_file)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker = int(pid_file.read_text())
+        server = int(Path(f"/proc/{worker}/stat").read_text().split(") ")[1].split()[1])
+        assert _alive(worker) and _alive(server)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while (_alive(worker) or _alive(server)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), "the decode worker outlived its killed parent"
+        assert not _alive(server), "the forkserver outlived its killed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path):
+    code = textwrap.dedent("""
+        import sys, time
+        import videolens.cli as cli
+        def slow(args):
+            print("started", flush=True)
+            time.sleep(60)
+            return 0
+        cli.commands.run_models = slow
+        sys.exit(cli.main(["models"]))
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "started"
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=20)
+    assert child.returncode == 130
+    assert "interrupted" in stderr and "Traceback" not in stderr
