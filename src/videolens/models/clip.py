@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from . import temporal
 from .base import VideoEmbedding, VideoTextModel, l2_normalize
 from .scoring import ScoreKind
 
@@ -55,6 +56,11 @@ class FrameAveragingModel(VideoTextModel):
     context length, so its prompts are padded to ``max_position_embeddings``; CLIP prompts
     are padded only to the longest in the batch (several times faster, same result, since
     CLIP pools at the end token under a causal mask).
+
+    A checkpoint trained with ``videolens train --temporal expand`` records that in its
+    config; the vision tower then attends across neighbouring frames (:mod:`.temporal`):
+    each clip is encoded as one sequence, and :meth:`encode_frames` treats every run of
+    ``default_frames`` consecutive frames as a clip.
     """
 
     def __init__(
@@ -77,7 +83,10 @@ class FrameAveragingModel(VideoTextModel):
         self.device = device
         self.dtype = dtype
         self.fingerprint = fingerprint
-        self.default_frames = default_frames
+        # what `videolens train` saved: frames per clip and the temporal attention it used
+        self.default_frames = getattr(hf_model.config, temporal.FRAMES_KEY, None) or default_frames
+        self.temporal = temporal.temporal_mode(hf_model)
+        temporal.set_temporal(hf_model, self.temporal)
         self.context_length = int(hf_model.config.text_config.max_position_embeddings)
         config = hf_model.config
         # SigLIP has no projection: its embeddings are the vision tower's width
@@ -97,20 +106,36 @@ class FrameAveragingModel(VideoTextModel):
     def encode_frames(
         self, frames: np.ndarray | Sequence[np.ndarray], batch_size: int = 32
     ) -> torch.Tensor:
+        window = 1 if self.temporal == "none" else self.default_frames
+        return self._encode(frames, window, batch_size)
+
+    def _encode(self, frames: np.ndarray | Sequence[np.ndarray], window: int,
+                batch_size: int) -> torch.Tensor:
+        """(T, D) normalised frame embeddings; ``window`` consecutive frames form one clip
+        for temporal attention (1: each frame alone)."""
         chunks = []
-        for start in range(0, len(frames), batch_size):
-            batch = list(frames[start : start + batch_size])
+        step = max(window, batch_size - batch_size % window)
+        for start in range(0, len(frames), step):
+            batch = list(frames[start : start + step])
             pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"]
-            # (b, 3, h, w) -> (b, D)
-            features = pooled(
-                self.model.get_image_features(pixel_values=pixels.to(self.device, self.dtype))
-            )
+            pixels = pixels.to(self.device, self.dtype)
+            if window == 1:
+                # (b, 3, h, w) -> (b, D)
+                features = pooled(self.model.get_image_features(pixel_values=pixels))
+            else:
+                features = temporal.windowed_features(self.model, pixels, window)
             chunks.append(l2_normalize(features.float()).cpu())
         return torch.cat(chunks) if chunks else torch.empty(0, self.embed_dim)
+
     def encode_videos(self, videos: Sequence[np.ndarray]) -> list[VideoEmbedding]:
         lengths = [len(v) for v in videos]
         if not videos:
             return []
+        if self.temporal != "none":
+            # temporal attention: each clip is one sequence of its own length
+            with torch.inference_mode():
+                return [VideoEmbedding(l2_normalize(self._encode(clip, len(clip), 32)
+                                                    .mean(dim=0))) for clip in videos]
         # All frames of all clips in one list (clips may differ in size): (sum T, D), then
         # split back per clip.
         frame_embeddings = self.encode_frames([frame for clip in videos for frame in clip])
