@@ -114,3 +114,54 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     _, stderr = child.communicate(timeout=20)
     assert child.returncode == 130
     assert "interrupted" in stderr and "Traceback" not in stderr
+
+
+# ------------------------------------------------------------------ odd files and empty inputs
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "videolens", *args], capture_output=True,
+                          text=True, env=ENV, cwd=cwd, timeout=240)
+
+
+def test_symlink_loop_fifo_and_broken_link_are_one_line_each(tmp_path, video_mp4, tiny_clip):
+    import shutil
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    good = folder / "good.mp4"
+    shutil.copy(video_mp4, good)
+    loop = tmp_path / "loop.mp4"
+    loop.symlink_to(loop)
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    broken = tmp_path / "broken.mp4"
+    broken.symlink_to(tmp_path / "gone.mp4")
+    started = time.monotonic()
+    run = _cli("index", str(loop), str(fifo), str(broken), str(folder), "--library",
+               str(tmp_path / "lib"), "--model", tiny_clip, "--device", "cpu", cwd=tmp_path)
+    assert time.monotonic() - started < 120  # the FIFO must not wait for the decode timeout
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.splitlines()
+    assert any(str(loop) in line and "symlink loop" in line for line in lines)
+    assert any(str(fifo) in line and "not a regular file (a named pipe" in line for line in lines)
+    assert any(str(broken) in line and "broken symlink" in line for line in lines)
+    assert "indexed 1 video" in run.stderr  # the good file still made it
+    run = _cli("localize", str(loop), "red", "--library", str(tmp_path / "none"),
+               "--model", tiny_clip, "--device", "cpu", cwd=tmp_path)
+    assert run.returncode == 1 and "symlink loop" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_nothing_found_is_a_failure(tmp_path, tiny_clip):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "x.mp4").mkdir()  # a folder named like a video
+    for args in (["classify", str(empty), "--labels", "a, b"],
+                 ["classify", str(tmp_path / "x.mp4"), "--labels", "a, b"],
+                 ["index", str(empty), "--library", str(tmp_path / "lib")]):
+        run = _cli(*args, "--model", tiny_clip, cwd=tmp_path)
+        assert run.returncode == 1, (args, run.stderr)
+        assert "no video files found in" in run.stderr
+        assert run.stdout == ""

@@ -26,6 +26,8 @@ def run_classify(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     paths = expand_inputs(args.videos)
+    if not paths:
+        return _nothing_found(args.videos)
     if args.workers < 1:
         note("error: --workers must be at least 1")
         return EXIT_USAGE
@@ -60,6 +62,13 @@ def run_classify(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _nothing_found(inputs) -> int:
+    """An empty folder (or a folder named like a video) is a failed input, not a success."""
+    note(f"error: no video files found in {', '.join(map(str, inputs))} — folders are searched "
+         "recursively for files whose content is a video; name files to try them anyway")
+    return EXIT_FAILED
+
+
 def run_index(args: argparse.Namespace) -> int:
     from ..pipelines.index import index
 
@@ -80,6 +89,9 @@ def run_index(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed, on_event=report,
         progress=not args.quiet and sys.stderr.isatty(),
     )
+    if not (summary.indexed or summary.unchanged or summary.failed or args.prune
+            or summary.interrupted):
+        return _nothing_found(args.paths)
     if args.json:
         print(json.dumps(summary.to_json()), flush=True)
     else:
@@ -195,7 +207,10 @@ def run_probe(args: argparse.Namespace) -> int:
     from ..io import probe_many
 
     failed = 0
-    for path, info in probe_many(expand_inputs(args.videos)):
+    paths = expand_inputs(args.videos)
+    if not paths:
+        return _nothing_found(args.videos)
+    for path, info in probe_many(paths):
         if isinstance(info, VideolensError):
             failed += 1
             note(f"error: {info.one_line()}")

@@ -4,7 +4,7 @@ from .decode import Frames, iter_frames, load_video, read_clips, read_frames, to
 from .discover import expand_inputs, file_fingerprint, looks_like_video
 from .image import load_image
 from .isolate import FrameReader, probe_many
-from .probe import VideoInfo, open_video, probe
+from .probe import VideoInfo, check_file, open_video, probe
 from .rate import load_at_rate, shrink
 from .sampling import Sampling, dense_windows, fixed_rate_times, uniform_times
 
@@ -13,6 +13,7 @@ __all__ = [
     "Frames",
     "Sampling",
     "VideoInfo",
+    "check_file",
     "dense_windows",
     "expand_inputs",
     "file_fingerprint",

@@ -7,7 +7,9 @@ missing, unreadable, truncated and non-video files into the same one-line
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,7 +69,7 @@ def open_video(path: str | os.PathLike) -> Iterator[tuple[av.container.InputCont
     Every failure to open becomes a :class:`VideoDecodeError` naming the file and a next step.
     """
     name = os.fspath(path)
-    _check_file(name)
+    check_file(name)
     try:
         container = av.open(name, metadata_errors="ignore")
     except av.error.PermissionError as err:
@@ -184,14 +186,41 @@ def _duration(container, stream, time_base: Fraction, start_pts: int, rate) -> f
     return float((last - start_pts) * time_base) + frame
 
 
-def _check_file(name: str) -> None:
-    """Clear errors for the cases where FFmpeg's own message would be cryptic."""
-    if not os.path.exists(name):
+_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def check_file(name: str) -> None:
+    """Refuse what is not a readable, non-empty regular file before FFmpeg opens it, with a
+    clear error: a missing file, a broken symlink or a symlink loop, a folder, and anything
+    that is not a regular file (a FIFO would block the reader forever, a device never ends).
+
+    Raises:
+        VideoDecodeError: naming the file and what to do.
+    """
+    try:
+        info = os.stat(name)
+    except FileNotFoundError:
+        if os.path.islink(name):
+            raise VideoDecodeError(
+                f"is a broken symlink (its target {os.readlink(name)!r} does not exist)",
+                path=name, hint="fix or remove the link") from None
         raise VideoDecodeError("file not found", path=name,
-                               hint="check the path (relative paths start at the working dir)")
-    if os.path.isdir(name):
+                               hint="check the path (relative paths start at the working dir)"
+                               ) from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise VideoDecodeError("is a symlink loop (the link points back to itself)",
+                                   path=name, hint="fix or remove the link") from None
+        raise VideoDecodeError(f"cannot be read ({err.strerror or err})", path=name,
+                               hint="check the disk or network share") from None
+    if stat.S_ISDIR(info.st_mode):
         raise VideoDecodeError("is a directory, not a video file", path=name,
                                hint="pass the video files inside it")
+    for test, kind in _NOT_REGULAR:
+        if test(info.st_mode):
+            raise VideoDecodeError(f"is not a regular file ({kind})", path=name,
+                                   hint="pass a video file; pipes and devices are not read")
     try:
         with open(name, "rb") as handle:
             head = handle.read(16)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..io import expand_inputs
@@ -26,7 +25,12 @@ def as_paths(inputs: Inputs) -> list[str]:
 
 def resolved(path: str | os.PathLike) -> str:
     """The absolute, symlink-free path a library stores."""
-    return str(Path(path).expanduser().resolve())
+    # realpath, not Path.resolve(): a symlink loop must become that file's error, not a
+    # RuntimeError that ends the whole run; a broken or looping link keeps its own name, so
+    # the error names what the user passed
+    given = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    real = os.path.realpath(given)
+    return real if os.path.exists(real) else given
 
 
 def get_model(model: VideoTextModel | str | None, device: str = "auto",

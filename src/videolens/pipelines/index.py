@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from ..errors import LibraryError, UsageError, VideoDecodeError
-from ..io import FrameReader, Sampling, file_fingerprint, load_at_rate
+from ..io import FrameReader, Sampling, check_file, file_fingerprint, load_at_rate
 from ..library import Library
 from ..models import VideoTextModel
 from .common import DEFAULT_LIBRARY, Inputs, as_paths, get_model, resolved
@@ -152,9 +152,10 @@ def _plan(store, candidates, summary, retry_failed, emit) -> dict[str, tuple[int
     todo: dict[str, tuple[int, int]] = {}
     for path in candidates:
         try:
+            check_file(path)  # a loop, a FIFO or a device fails here, not in a worker
             stat = os.stat(path)
-        except OSError:
-            summary.failed[path] = f"{path}: no such file — check the path"
+        except VideoDecodeError as err:
+            summary.failed[path] = err.one_line()
             emit("failed", path, summary.failed[path])
             continue
         record = store.video_by_path(path)
