@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "src"))
 
-from videolens.library import Library, store  # noqa: E402
+from videolens.library import Library  # noqa: E402
+from videolens.library.vectors import ANN_MIN_VECTORS  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import machine_info  # noqa: E402
@@ -122,7 +123,7 @@ def run_size(size: int, num_queries: int, workdir: Path, nprobe_sweep: bool) -> 
     root = workdir / f"lib-{size}"
     shutil.rmtree(root, ignore_errors=True)
     library = Library.create(root, MODEL, {"kind": "rate", "fps": 1.0})
-    library.auto_refresh = False
+    library.vectors.auto_refresh = False
 
     # ingest: generation is timed apart from the store's own work
     store_seconds, generate_seconds, added = 0.0, 0.0, 0
@@ -164,7 +165,7 @@ def run_size(size: int, num_queries: int, workdir: Path, nprobe_sweep: bool) -> 
                    "generate_seconds_excluded": round(generate_seconds, 2)},
         "cache_build_seconds": round(cache_seconds, 2),
         "ann": {**manifest["ann"], "refresh_seconds_with_ann": round(refresh_ann_seconds, 2)},
-        "auto_uses_ann": size >= store.ANN_MIN_VECTORS,
+        "auto_uses_ann": size >= ANN_MIN_VECTORS,
         "exact_ms": {"p50": ms(exact_s, 50), "p99": ms(exact_s, 99)},
         "approx_ms": {"p50": ms(approx_s, 50), "p99": ms(approx_s, 99)},
         "auto_ms": {"p50": ms(auto_s, 50), "p99": ms(auto_s, 99)},
@@ -179,7 +180,7 @@ def run_size(size: int, num_queries: int, workdir: Path, nprobe_sweep: bool) -> 
     }
     if nprobe_sweep:
         sweep = []
-        cache = library._load_cache()
+        cache = library.vectors.load()
         original = cache.manifest["ann"]["nprobe"]
         for nprobe in sorted({8, 16, 32, 64, original, 128, 256}):
             cache.manifest["ann"]["nprobe"] = nprobe
@@ -192,7 +193,7 @@ def run_size(size: int, num_queries: int, workdir: Path, nprobe_sweep: bool) -> 
     # a one-shot process (the CLI) pays for opening: measure open + first query, warm cache
     started = time.perf_counter()
     with Library.open(root) as reopened:
-        reopened.auto_refresh = False
+        reopened.vectors.auto_refresh = False
         reopened.search(queries[0], 10)
     result["open_and_first_query_ms"] = round((time.perf_counter() - started) * 1e3, 1)
     shutil.rmtree(root, ignore_errors=True)
@@ -225,7 +226,7 @@ def main() -> None:
         "data": {"dim": DIM, "centres": CENTRES, "frames_per_video": FRAMES_PER_VIDEO,
                  "scene_spread": SCENE_SPREAD, "frame_spread": FRAME_SPREAD,
                  "cosines": Mixture(1).cosines(), "queries": args.queries, "k": 10},
-        "thresholds": {"ann_min_vectors": store.ANN_MIN_VECTORS},
+        "thresholds": {"ann_min_vectors": ANN_MIN_VECTORS},
         "target": {"p50_ms_at_1M": TARGET_P50_MS, "recall_at_10": TARGET_RECALL},
         "machine": machine(),
         "results": results,

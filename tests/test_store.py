@@ -83,7 +83,7 @@ def assert_same_hits(got: list[list[FrameHit]], want) -> None:
 @pytest.fixture
 def library(tmp_path):
     lib = Library.create(tmp_path / "lib", MODEL, SAMPLING)
-    lib.auto_refresh = False  # tests below decide when the cache is rebuilt
+    lib.vectors.auto_refresh = False  # tests below decide when the cache is rebuilt
     yield lib
     lib.close()
 
@@ -194,7 +194,7 @@ def test_ann_recall(library, tmp_path):
             assert hit.score == pytest.approx(float(vectors[row] @ queries[approx.index(hits)]),
                                               abs=1e-4)
     # automatic choice: ANN only at or above the threshold
-    library.ann_min_vectors = 10_000
+    library.vectors.ann_min_vectors = 10_000
     assert as_tuples(library.search(queries[:3], 10)[0]) == as_tuples(approx[0])
     # a selective filter (200 rows < threshold) is answered exactly over those rows ...
     few = [library.videos()[5].id]
@@ -242,8 +242,8 @@ def test_stale_cache_tail_and_deleted(library, tmp_path):
 
 def test_auto_refresh_when_tail_is_big(library, tmp_path):
     rng = np.random.default_rng(6)
-    library.auto_refresh = True
-    library.refresh_min_stale_rows = 10
+    library.vectors.auto_refresh = True
+    library.vectors.refresh_min_stale_rows = 10
     with library.writer() as writer:
         for i in range(5):
             add_random(writer, tmp_path / f"{i}.mp4", 20, rng)

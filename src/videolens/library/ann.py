@@ -18,7 +18,7 @@ POSIX a mapped file stays readable after a newer generation deletes it.
 
 Search functions here are pure: they take a loaded :class:`VectorCache` (or a plain matrix)
 and row ranges, and return ``(scores, rows)``; mapping rows to videos, dropping deleted
-videos and merging the not-yet-cached tail is :mod:`videolens.index.store`'s job.
+videos and merging the not-yet-cached tail is :mod:`videolens.library.vectors`'s job.
 """
 
 from __future__ import annotations

@@ -15,8 +15,10 @@ Guarantees:
   (not a process crash) the last commits may be rolled back, never half-applied.
 * **One writer.** :meth:`Library.writer` takes an exclusive ``flock``; the OS drops it when
   the process dies, so a crash never leaves a stale lock.
-* **Correct search on a stale cache.** Hits from videos deleted since the cache was built
-  are dropped, and videos added since (the *tail*) are searched exactly from SQLite.
+
+This module is storage only; the vector cache and search are :mod:`.vectors`
+(``library.vectors``), reached through the thin :meth:`Library.search` and
+:meth:`Library.refresh_vectors`.
 
 Vectors are stored as float16 in SQLite: half the disk and write volume of float32, and on
 clustered 512-d unit vectors recall@10 against float32 was 0.999 with score errors below
@@ -41,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LibraryError
-from . import ann
+from .vectors import VectorIndex
 
 SCHEMA_VERSION = 1
 DB_NAME = "library.sqlite"
@@ -50,18 +52,6 @@ VECTORS_DIR = "vectors"
 # Little-endian on disk whatever the machine, so a library can be copied between machines.
 VECTOR_DTYPE = np.dtype("<f2")
 TIME_DTYPE = np.dtype("<f8")
-
-# Below this many cached vectors search is exact and no ANN index is built. Measured with
-# benchmarks/bench_search.py (2 cores, D=512, one query): exact 0.8 ms at 10k, 9.4 ms at
-# 100k, 101 ms at 1M (linear: ~25 ms here), while IVF recall@10 at 100k was only 0.71 for
-# queries without close neighbours; exact search is both fast enough and always right here.
-ANN_MIN_VECTORS = 250_000
-# Search rebuilds the cache itself when the rows it cannot answer from the cache (videos
-# added since, plus rows of deleted videos) exceed 50k or 20 % of the library, and at least
-# 1k (below that, reading the tail from SQLite costs less than a rebuild).
-REFRESH_STALE_ROWS = 50_000
-REFRESH_STALE_FRACTION = 0.2
-REFRESH_MIN_STALE_ROWS = 1_000
 # A norm this far from 1 means the caller did not L2-normalise (float16 inputs reach ~1e-3).
 NORM_TOLERANCE = 1e-2
 
@@ -168,7 +158,7 @@ def _decode_frames(timestamps: bytes, vectors: bytes, dim: int) -> tuple[np.ndar
     return times, matrix
 
 
-class _FileLock:
+class FileLock:
     """An ``flock`` on a file, per open file description (so it also excludes a second
     ``open()`` in the same process). Released by :meth:`release` or by process death."""
 
@@ -217,8 +207,8 @@ class Library:
     """A video library folder. Open with :meth:`open`, :meth:`create` or :meth:`open_or_create`.
 
     Thread-safe for readers (one connection, serialised); write through :meth:`writer`.
-    The tuning attributes (``ann_min_vectors``, ``refresh_*``, ``auto_refresh``) default to
-    the module constants and may be changed per instance.
+    ``vectors`` is the library's :class:`~videolens.library.vectors.VectorIndex` (the cache,
+    search, and their tuning attributes).
     """
 
     def __init__(self, root: Path, conn: sqlite3.Connection, meta: dict[str, str]):
@@ -232,14 +222,7 @@ class Library:
         self.created_at = float(meta.get("created_at", "0"))
         self.videolens_version = meta.get("videolens_version", "")
         self.embed_dim = int(self.model["embed_dim"])
-        self.ann_min_vectors = ANN_MIN_VECTORS
-        self.refresh_stale_rows = REFRESH_STALE_ROWS
-        self.refresh_stale_fraction = REFRESH_STALE_FRACTION
-        self.refresh_min_stale_rows = REFRESH_MIN_STALE_ROWS
-        self.auto_refresh = True
-        self._cache: ann.VectorCache | None = None
-        # tail videos decoded from SQLite, by id (ids are never reused, so never outdated)
-        self._tail_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.vectors = VectorIndex(self)
 
     # ------------------------------------------------------------------ opening and creating
 
@@ -379,9 +362,8 @@ class Library:
 
     def close(self) -> None:
         """Close the database connection and drop memory-mapped cache files."""
+        self.vectors.close()
         with self._lock:
-            self._cache = None
-            self._tail_cache.clear()
             self._conn.close()
 
     def __enter__(self) -> Library:
@@ -422,7 +404,7 @@ class Library:
     # ------------------------------------------------------------------ reading
 
     @contextmanager
-    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: every query inside sees the same committed state."""
         with self._lock:
             self._conn.execute("BEGIN")
@@ -472,11 +454,10 @@ class Library:
         """Counts and state: ``videos``, ``frames``, ``bytes`` (on disk, whole folder),
         ``ann`` (an ANN index is in use), ``stale`` (the cache misses added or deleted
         videos), ``cached_frames``, ``tail_frames``, ``dead_frames``, ``failures``."""
-        with self._snapshot() as conn:
-            ids, counts = self._live(conn)
+        with self.snapshot() as conn:
+            ids, counts = self.live_videos(conn)
             failures = conn.execute("SELECT count(*) FROM failures").fetchone()[0]
-        cache = self._load_cache()
-        tail_frames, dead_frames = self._staleness(cache, ids, counts)
+        cache = self.vectors.staleness(ids, counts)
         size = 0
         for path in self.root.rglob("*"):
             try:
@@ -488,32 +469,47 @@ class Library:
             "videos": int(len(ids)),
             "frames": int(counts.sum()),
             "bytes": size,
-            "ann": bool(cache is not None and cache.ann is not None),
-            "stale": bool(tail_frames or dead_frames),
-            "cached_frames": 0 if cache is None else cache.count,
-            "tail_frames": tail_frames,
-            "dead_frames": dead_frames,
+            "ann": cache["ann"],
+            "stale": bool(cache["tail_frames"] or cache["dead_frames"]),
+            "cached_frames": cache["cached_frames"],
+            "tail_frames": cache["tail_frames"],
+            "dead_frames": cache["dead_frames"],
             "failures": int(failures),
             "model": self.model.get("name"),
             "schema_version": self.schema_version,
         }
 
     @staticmethod
-    def _live(conn: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray]:
-        """(ids (V,) int64 ascending, num_frames (V,) int64) of the videos visible now."""
+    def live_videos(conn: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray]:
+        """(ids (V,) int64 ascending, num_frames (V,) int64) of the videos visible in the
+        snapshot ``conn`` (from :meth:`snapshot`)."""
         rows = conn.execute("SELECT id, num_frames FROM videos ORDER BY id").fetchall()
         table = np.array(rows, dtype=np.int64).reshape(-1, 2)
         return table[:, 0], table[:, 1]
 
-    @staticmethod
-    def _staleness(cache: ann.VectorCache | None, ids: np.ndarray,
-                   counts: np.ndarray) -> tuple[int, int]:
-        """(frames of live videos missing from the cache, cached frames of deleted videos)."""
-        if cache is None:
-            return int(counts.sum()), 0
-        tail = ~np.isin(ids, cache.video_ids)
-        dead = ~np.isin(cache.video_ids, ids)
-        return int(counts[tail].sum()), int(np.diff(cache.starts)[dead].sum())
+    def iter_frames(self, conn: sqlite3.Connection
+                    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Every video's ``(id, timestamps (n,) seconds, vectors (n, D) float32)`` by
+        ascending id, read from the snapshot ``conn`` (from :meth:`snapshot`)."""
+        cursor = conn.execute("SELECT f.video_id, f.timestamps, f.vectors FROM frames f "
+                              "JOIN videos v ON v.id = f.video_id ORDER BY f.video_id")
+        for video_id, times_blob, vectors_blob in cursor:
+            yield (int(video_id), *_decode_frames(times_blob, vectors_blob, self.embed_dim))
+
+    def frames_of(self, video_ids: Collection[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Frames of many videos at once: id -> (timestamps (n,) seconds, vectors (n, D)
+        float32). Unknown ids are left out."""
+        found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        ids = [int(i) for i in video_ids]
+        with self._lock:
+            for start in range(0, len(ids), 500):  # SQLite caps bound parameters
+                batch = ids[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                for vid, times_blob, vectors_blob in self._conn.execute(
+                        f"SELECT video_id, timestamps, vectors FROM frames "
+                        f"WHERE video_id IN ({marks})", batch):
+                    found[int(vid)] = _decode_frames(times_blob, vectors_blob, self.embed_dim)
+        return found
 
     # ------------------------------------------------------------------ writing
 
@@ -523,8 +519,8 @@ class Library:
 
         LibraryError at once if another process (or another writer in this one) holds it.
         """
-        lock = _FileLock(self.root / LOCK_NAME)
-        # a short wait covers search's momentary probe of the lock (see _writer_running)
+        lock = FileLock(self.root / LOCK_NAME)
+        # a short wait covers search's momentary probe of the lock (see writer_running)
         if not lock.try_acquire(fcntl.LOCK_EX, wait_s=0.5):
             raise LibraryError(
                 f"another videolens process (pid {lock.holder_pid()}) is writing to this "
@@ -540,10 +536,10 @@ class Library:
                 writer._conn.close()
             lock.release()
 
-    def _writer_running(self) -> bool:
+    def writer_running(self) -> bool:
         """True if some process holds the write lock (probed with a shared lock, released
         at once; a writer starting in that instant waits for it, see :meth:`writer`)."""
-        lock = _FileLock(self.root / LOCK_NAME)
+        lock = FileLock(self.root / LOCK_NAME)
         try:
             if lock.try_acquire(fcntl.LOCK_SH):
                 lock.release()
@@ -552,91 +548,11 @@ class Library:
             return False
         return True
 
-    # ------------------------------------------------------------------ vector cache
+    # ------------------------------------------------------------------ vectors (delegates)
 
     def refresh_vectors(self, *, force_ann: bool | None = None, _wait: bool = True) -> bool:
-        """Rebuild ``vectors/`` from SQLite if it differs from what SQLite holds now.
-
-        ``force_ann``: True builds an ANN index whatever the size, False never, None when the
-        library has at least ``ann_min_vectors`` vectors. Safe to run while a writer commits
-        (it reads one snapshot) and from several processes (they take turns). Returns True
-        if a new generation was written.
-        """
-        self.vectors_dir.mkdir(exist_ok=True)
-        lock = _FileLock(self.vectors_dir / "refresh.lock")
-        if _wait:
-            lock.acquire_blocking()
-        elif not lock.try_acquire():
-            return False
-        try:
-            return self._refresh_locked(force_ann)
-        finally:
-            lock.release()
-
-    def _refresh_locked(self, force_ann: bool | None) -> bool:
-        current = ann.read_manifest(self.vectors_dir)
-        generation = None
-        with self._snapshot() as conn:
-            ids, counts = self._live(conn)
-            count = int(counts.sum())
-            want_ann = force_ann if force_ann is not None else count >= self.ann_min_vectors
-            if (current is not None and current["ids_digest"] == ann.ids_digest(ids)
-                    and current["count"] == count and current["dim"] == self.embed_dim
-                    and bool(current.get("ann")) == (want_ann and count > 0)):
-                return False
-            generation = ann.GenerationWriter(self.vectors_dir, count, self.embed_dim, len(ids))
-            try:
-                cursor = conn.execute("SELECT f.video_id, f.timestamps, f.vectors FROM frames f "
-                                      "JOIN videos v ON v.id = f.video_id ORDER BY f.video_id")
-                for position, (video_id, times_blob, vectors_blob) in enumerate(cursor):
-                    times, vectors = _decode_frames(times_blob, vectors_blob, self.embed_dim)
-                    if video_id != ids[position] or len(times) != counts[position]:
-                        raise LibraryError(
-                            f"video {video_id} has {len(times)} frames stored, "
-                            f"{counts[position]} recorded", path=self.db_path,
-                            hint="re-index it (or remove the library and index again)")
-                    generation.append(video_id, times, vectors)
-            except BaseException:
-                generation.discard()
-                raise
-        try:
-            # the snapshot is released before the (slow) ANN build so WAL checkpoints go on
-            manifest = generation.publish(
-                with_ann=want_ann,
-                meta={"schema_version": self.schema_version,
-                      "model_fingerprint": self.model.get("fingerprint")})
-        except BaseException:
-            generation.discard()
-            raise
-        keep = {manifest["generation"]}
-        if current is not None:
-            keep.add(current["generation"])  # a reader may be between manifest and load
-        ann.remove_old_generations(self.vectors_dir, keep)
-        ann.remove_stale_tmp(self.vectors_dir)
-        with self._lock:
-            self._cache = None
-        return True
-
-    def _load_cache(self) -> ann.VectorCache | None:
-        """The current generation, memory-mapped; None when missing or unusable."""
-        for _ in range(3):  # a refresh elsewhere may delete a generation as we open it
-            manifest = ann.read_manifest(self.vectors_dir)
-            if manifest is None or manifest.get("dim") != self.embed_dim:
-                return None
-            with self._lock:
-                if self._cache is not None and \
-                        self._cache.manifest["generation"] == manifest["generation"]:
-                    return self._cache
-            try:
-                cache = ann.load_generation(self.vectors_dir, manifest)
-            except (OSError, ValueError, RuntimeError):
-                continue
-            with self._lock:
-                self._cache = cache
-            return cache
-        return None
-
-    # ------------------------------------------------------------------ search
+        """Rebuild ``vectors/`` from SQLite if it differs: :meth:`VectorIndex.refresh`."""
+        return self.vectors.refresh(force_ann=force_ann, wait=_wait)
 
     def search(
         self,
@@ -646,117 +562,9 @@ class Library:
         video_ids: Collection[int] | None = None,
         exact: bool | None = None,
     ) -> list[list[FrameHit]]:
-        """The ``k`` frames most similar to each query, best first.
-
-        ``queries``: (Q, D) or (D,) float32, L2-normalised; the score is the cosine.
-        ``video_ids`` restricts the search to those videos. ``exact``: None chooses (ANN
-        when an index exists and the searched rows number at least ``ann_min_vectors``),
-        True forces brute force, False uses the ANN index whenever one exists (build one
-        with ``refresh_vectors(force_ann=True)``). Correct on a stale cache: deleted videos
-        never appear and videos added since the last refresh are searched exactly.
-        """
-        queries = np.asarray(queries, dtype=np.float32)
-        if queries.ndim == 1:
-            queries = queries[None]
-        if queries.ndim != 2 or queries.shape[1] != self.embed_dim:
-            raise ValueError(f"queries must be (Q, {self.embed_dim}), got {queries.shape}")
-        queries = np.ascontiguousarray(queries)
-        if k <= 0 or queries.shape[0] == 0:
-            return [[] for _ in range(queries.shape[0])]
-        wanted = None if video_ids is None else np.fromiter(video_ids, np.int64)
-
-        cache = self._load_cache()
-        with self._snapshot() as conn:
-            live_ids, live_counts = self._live(conn)
-        tail_frames, dead_frames = self._staleness(cache, live_ids, live_counts)
-        stale = tail_frames + dead_frames
-        if (self.auto_refresh and stale >= self.refresh_min_stale_rows
-                and (stale > self.refresh_stale_rows
-                     or stale > self.refresh_stale_fraction * max(1, live_counts.sum()))
-                and not self._writer_running()):
-            # the run that is writing refreshes at its end; rebuilding during it would repeat
-            try:
-                if self.refresh_vectors(_wait=False):
-                    cache = self._load_cache()
-            except (OSError, LibraryError):
-                pass  # read-only folder or broken store: the tail path still answers correctly
-
-        if wanted is not None:
-            live_ids = live_ids[np.isin(live_ids, wanted)]
-        results: list[list[tuple[float, int, float]]] = [[] for _ in range(queries.shape[0])]
-        tail_ids = live_ids
-        if cache is not None and cache.count:
-            keep = np.isin(cache.video_ids, live_ids)  # (V,) bool: live and wanted
-            tail_ids = live_ids[~np.isin(live_ids, cache.video_ids)]
-            self._search_cache(cache, queries, k, keep, exact, results)
-        if len(tail_ids):
-            self._search_tail(tail_ids, queries, k, results)
-        hits = []
-        for found in results:
-            found.sort(key=lambda hit: (-hit[0], hit[1], hit[2]))
-            hits.append([FrameHit(vid, ts, score) for score, vid, ts in found[:k]])
-        return hits
-
-    def _search_cache(self, cache: ann.VectorCache, queries: np.ndarray, k: int,
-                      keep: np.ndarray, exact: bool | None,
-                      results: list[list[tuple[float, int, float]]]) -> None:
-        rows_per_video = np.diff(cache.starts)  # (V,)
-        selected = int(rows_per_video[keep].sum())
-        if selected == 0:
-            return
-        use_ann = cache.ann is not None and exact is not True and (
-            exact is False or selected >= self.ann_min_vectors)
-        if use_ann:
-            allowed = None if keep.all() else np.repeat(keep, rows_per_video)  # (N,) bool
-            scores, rows = ann.ann_search(cache, queries, k, allowed)
-            # too few allowed rows in the probed lists (a selective filter): answer exactly
-            short = np.flatnonzero((rows >= 0).sum(axis=1) < min(k, selected))
-            if len(short):
-                exact_scores, exact_rows = ann.exact_search(
-                    queries[short], cache.vectors, cache.ranges_for(keep), k)
-                scores[short, : exact_rows.shape[1]] = exact_scores
-                rows[short, : exact_rows.shape[1]] = exact_rows
-        else:
-            scores, rows = ann.exact_search(queries, cache.vectors, cache.ranges_for(keep), k)
-        valid = rows >= 0
-        safe_rows = np.where(valid, rows, 0)
-        owners = cache.rows_to_videos(safe_rows)  # (Q, k) video ids
-        times = np.asarray(cache.timestamps)[safe_rows]  # (Q, k) seconds
-        for qi in range(queries.shape[0]):
-            for j in np.flatnonzero(valid[qi]):
-                results[qi].append((float(scores[qi, j]), int(owners[qi, j]),
-                                    float(times[qi, j])))
-
-    def _search_tail(self, tail_ids: np.ndarray, queries: np.ndarray, k: int,
-                     results: list[list[tuple[float, int, float]]]) -> None:
-        """Exact search over videos not in the cache, read from SQLite (and kept in memory
-        while they stay in the tail)."""
-        wanted = {int(i) for i in tail_ids}
-        for vid in list(self._tail_cache):
-            if vid not in wanted:
-                del self._tail_cache[vid]
-        missing = [vid for vid in wanted if vid not in self._tail_cache]
-        with self._lock:
-            for start in range(0, len(missing), 500):  # SQLite caps bound parameters
-                batch = missing[start : start + 500]
-                marks = ",".join("?" * len(batch))
-                for vid, times_blob, vectors_blob in self._conn.execute(
-                        f"SELECT video_id, timestamps, vectors FROM frames "
-                        f"WHERE video_id IN ({marks})", batch):
-                    self._tail_cache[int(vid)] = _decode_frames(times_blob, vectors_blob,
-                                                                self.embed_dim)
-        present = sorted(vid for vid in wanted if vid in self._tail_cache)  # not deleted since
-        if not present:
-            return
-        times = np.concatenate([self._tail_cache[vid][0] for vid in present])  # (M,)
-        matrix = np.concatenate([self._tail_cache[vid][1] for vid in present])  # (M, D)
-        owners = np.repeat(present, [len(self._tail_cache[vid][0]) for vid in present])
-        if len(matrix) == 0:
-            return
-        scores, rows = ann.exact_search(queries, matrix, [(0, len(matrix))], k)
-        for qi in range(queries.shape[0]):
-            for score, row in zip(scores[qi], rows[qi], strict=True):
-                results[qi].append((float(score), int(owners[row]), float(times[row])))
+        """The ``k`` frames most similar to each L2-normalised query (Q, D) or (D,), best
+        first: :meth:`VectorIndex.search`."""
+        return self.vectors.search(queries, k, video_ids=video_ids, exact=exact)
 
 
 class LibraryWriter:
