@@ -16,12 +16,16 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import LibraryError, UsageError, VideoDecodeError
 from ..io import FrameReader, Sampling, check_file, file_fingerprint, load_at_rate
 from ..library import Library
 from ..models import VideoTextModel
 from .common import DEFAULT_LIBRARY, Inputs, as_paths, get_model, resolved
+
+if TYPE_CHECKING:
+    from .ray_engine import RayEngine
 
 DEFAULT_FPS = 1.0
 
@@ -69,6 +73,7 @@ def index(
     workers: int = 1,
     prune: bool = False,
     retry_failed: bool = False,
+    engine: str | RayEngine = "local",
     progress: bool = False,
     on_event=None,
 ) -> IndexSummary:
@@ -80,6 +85,10 @@ def index(
     is gone. The first run creates the library bound to ``model`` (default ``clip-b32``) and
     ``fps`` (default 1 frame/s); later runs use what the library was built with, and naming
     another model or rate is a :class:`LibraryError`.
+
+    ``engine``: ``"local"`` decodes in ``workers`` processes and encodes here; ``"ray"``
+    (or a :class:`~videolens.pipelines.ray_engine.RayEngine`) decodes and encodes on Ray
+    Data, and this process commits each video as it comes back, as locally.
 
     ``on_event(kind, path, detail)``, if given, is called for ``"indexed"``, ``"failed"``,
     ``"warning"`` and ``"pruned"`` as they happen.
@@ -127,7 +136,7 @@ def index(
         with store.writer() as writer:
             todo = _plan(store, candidates, summary, retry_failed, emit)
             if todo:
-                _run(todo, store, writer, model_once(), sampling, workers, progress, summary, emit)
+                _run(todo, store, writer, model_once(), sampling, workers, progress, summary, emit, engine)
             if prune:
                 for record in store.videos():
                     if not os.path.exists(record.path):
@@ -174,7 +183,8 @@ def _plan(store, candidates, summary, retry_failed, emit) -> dict[str, tuple[int
     return todo
 
 
-def _run(todo, store, writer, model, sampling, workers, progress, summary, emit) -> None:
+def _run(todo, store, writer, model, sampling, workers, progress, summary, emit,
+         engine) -> None:
     bar = None
     if progress:
         from tqdm import tqdm
@@ -182,17 +192,23 @@ def _run(todo, store, writer, model, sampling, workers, progress, summary, emit)
         bar = tqdm(total=len(todo), unit="video", file=sys.stderr, dynamic_ncols=True)
     loader = partial(load_at_rate, max_side=model.frame_max_side)
     try:
-        with FrameReader(sampling, workers=workers, loader=loader) as reader:
+        if engine == "local":
+            reader = FrameReader(sampling, workers=workers, loader=loader)
+        else:  # Ray decodes and encodes: each result also carries the video's vectors
+            from .ray_engine import RayReader
+
+            reader = RayReader(engine, sampling, model, output="frames", loader=loader)
+        with reader:
             results = reader.map(list(todo))
             while True:
                 waited = time.perf_counter()
                 try:
-                    path, loaded = next(results)
+                    path, loaded, *encoded = next(results)
                 except StopIteration:
                     break
                 encode_start = time.perf_counter()
                 summary.decode_wait_seconds += encode_start - waited
-                _store_one(path, todo[path], loaded, writer, model, summary, emit)
+                _store_one(path, todo[path], loaded, writer, model, summary, emit, *encoded)
                 summary.encode_seconds += time.perf_counter() - encode_start
                 if bar is not None:
                     bar.update(1)
@@ -202,7 +218,7 @@ def _run(todo, store, writer, model, sampling, workers, progress, summary, emit)
             bar.close()
 
 
-def _store_one(path, planned, loaded, writer, model, summary, emit) -> None:
+def _store_one(path, planned, loaded, writer, model, summary, emit, vectors=None) -> None:
     size, mtime_ns = planned
     if isinstance(loaded, VideoDecodeError):
         reason = loaded.one_line()
@@ -215,7 +231,10 @@ def _store_one(path, planned, loaded, writer, model, summary, emit) -> None:
         return
     info, sampled = loaded
     try:
-        vectors = model.encode_frames(sampled.frames).numpy()
+        if vectors is None:
+            vectors = model.encode_frames(sampled.frames).numpy()
+        elif isinstance(vectors, Exception):  # the Ray engine's actor could not encode it
+            raise vectors
     except (RuntimeError, ValueError) as err:
         reason = f"{path}: encoding failed: {str(err).splitlines()[0] if str(err) else err!r}"
         writer.record_failure(path, reason, size, mtime_ns)
