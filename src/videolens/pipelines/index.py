@@ -136,7 +136,8 @@ def index(
         with store.writer() as writer:
             todo = _plan(store, candidates, summary, retry_failed, emit)
             if todo:
-                _run(todo, store, writer, model_once(), sampling, workers, progress, summary, emit, engine)
+                _run(todo, store, writer, model_once(), sampling, workers, progress, summary,
+                     emit, engine)
             if prune:
                 for record in store.videos():
                     if not os.path.exists(record.path):
