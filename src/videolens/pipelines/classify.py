@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, VideoDecodeError
 from ..io import FrameReader, Sampling
@@ -18,6 +18,9 @@ from ..models import VideoTextModel, build_zero_shot_classifier
 from ..tasks.classify import LabelScore, rank_labels
 from ..text import LabelSet, build_prompts, load_labels
 from .common import Inputs, as_paths, get_model
+
+if TYPE_CHECKING:
+    from .ray_engine import RayEngine
 
 
 @dataclass
@@ -66,6 +69,7 @@ def iter_classify(
     dtype: str = "auto",
     workers: int = 1,
     isolate: bool = True,
+    engine: str | RayEngine = "local",
     progress: bool = False,
 ) -> Iterator[VideoResult]:
     """Classify each video against the labels, yielding results in input order as they finish.
@@ -76,7 +80,9 @@ def iter_classify(
     ``t_i = (i + 0.5) * D / N`` over the video stream's duration ``D``; at each the last
     frame presented at or before ``t_i``. Decoding runs in ``workers`` background processes
     (crash-isolated unless ``isolate=False``) while the model encodes. A video that fails
-    yields a result with ``error`` set; the rest go on.
+    yields a result with ``error`` set; the rest go on. ``engine="ray"`` (or a
+    :class:`~videolens.pipelines.ray_engine.RayEngine`) decodes and encodes on Ray Data
+    instead (always isolated), with the same results in the same order.
 
     Raises:
         LabelError, UsageError, ModelLoadError: before any video is touched.
@@ -97,10 +103,17 @@ def iter_classify(
         bar = tqdm(total=len(paths), unit="video", file=sys.stderr, dynamic_ncols=True)
     sampling = Sampling(kind="uniform", num_frames=num_frames)
     try:
-        with FrameReader(sampling, workers=workers, isolate=isolate) as reader:
-            for path, loaded in reader.map(paths):
+        if engine == "local":
+            reader = FrameReader(sampling, workers=workers, isolate=isolate)
+        else:  # Ray decodes and encodes: each result also carries the video's embedding
+            from .ray_engine import RayReader
+
+            reader = RayReader(engine, sampling, encoder, output="video", ordered=True)
+        with reader:
+            for path, loaded, *encoded in reader.map(paths):
                 yield _classify_one(
-                    path, loaded, encoder, classifier, label_set.labels, num_frames, top
+                    path, loaded, encoder, classifier, label_set.labels, num_frames, top,
+                    *encoded
                 )
                 if bar is not None:
                     bar.update(1)
@@ -109,12 +122,16 @@ def iter_classify(
             bar.close()
 
 
-def _classify_one(path, loaded, encoder, classifier, labels, num_frames, top) -> VideoResult:
+def _classify_one(path, loaded, encoder, classifier, labels, num_frames, top,
+                  embedding=None) -> VideoResult:
     if isinstance(loaded, VideoDecodeError):
         return VideoResult(video=path, model=encoder.name, error=loaded.one_line())
     info, sampled = loaded
     try:
-        embedding = encoder.encode_video(sampled.frames)
+        if embedding is None:
+            embedding = encoder.encode_video(sampled.frames)
+        elif isinstance(embedding, Exception):  # the Ray engine's actor could not encode it
+            raise embedding
         logits = encoder.logits([embedding], classifier)[0]  # (K,)
         probabilities = encoder.probabilities(logits)
     except (RuntimeError, ValueError) as err:
