@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .engine import add_engine_options
 from .options import add_library_option, add_model_options
 from .serve import add_serve_command
 
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, help="decoding processes (default 1)"
     )
     classify.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_engine_options(classify)
 
     index = commands.add_parser(
         "index",
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
     index.add_argument("--json", action="store_true", help="the summary as JSON on stdout")
     index.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_engine_options(index)
 
     search = commands.add_parser(
         "search",
@@ -159,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--plot", metavar="DIR", default=None,
                           help="also write PNG figures (confusion matrix, per-class accuracy)")
     evaluate.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_engine_options(evaluate)
 
     probe = commands.add_parser("probe", help="print what a video file holds")
     probe.add_argument("videos", nargs="+", metavar="VIDEO")
