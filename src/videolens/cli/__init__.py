@@ -15,6 +15,7 @@ from . import commands
 from .options import EXIT_OK, EXIT_USAGE, note
 from .parser import build_parser
 from .serve import run_serve
+from .train import run_train
 
 __all__ = ["build_parser", "main"]
 
@@ -32,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "localize": commands.run_localize,
         "eval": commands.run_eval,
         "serve": run_serve,
+        "train": run_train,
         "probe": commands.run_probe,
         "models": commands.run_models,
     }

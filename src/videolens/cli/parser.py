@@ -7,6 +7,7 @@ import argparse
 from .engine import add_engine_options
 from .options import add_library_option, add_model_options
 from .serve import add_serve_command
+from .train import add_train_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,4 +171,5 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("models", help="list the model presets")
     add_serve_command(commands)
+    add_train_command(commands)
     return parser
