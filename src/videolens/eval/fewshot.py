@@ -71,7 +71,7 @@ import torch.nn.functional as F
 
 from ..errors import UsageError
 from ..models import VideoTextModel
-from .cache import EmbeddingCache
+from .cache import EmbeddingCache, embed_videos
 from .datasets.base import Dataset
 from .metrics import topk_accuracy
 from .results import EvalResult, class_logits, run_record, sampling_for
@@ -393,16 +393,10 @@ def few_shot(train: Dataset, test: Dataset, model: VideoTextModel, *,
                          "different class lists", hint="use the train split of the same set")
     shots = sorted(set(int(k) for k in shots))
     seeds = list(dict.fromkeys(int(s) for s in seeds))
-    sampling = sampling_for(model, frames)
-    own_cache = cache is None
-    cache = cache or EmbeddingCache(model, sampling)
-    try:
-        paths = list(dict.fromkeys([s.path for s in train.samples] +
-                                   [s.path for s in test.samples]))
-        videos = cache.embed(paths, workers=workers, progress=progress)
-    finally:
-        if own_cache:
-            cache.close()
+    paths = [s.path for s in train.samples] + [s.path for s in test.samples]
+    # a multi-view cache gives one pooled embedding per video (CachedVideos.embeddings)
+    videos, sampling = embed_videos(paths, model, cache, sampling_for(model, frames),
+                                    workers=workers, progress=progress)
     train_kept = [s for s in train.samples if s.path in videos.embeddings]
     test_kept = [s for s in test.samples if s.path in videos.embeddings]
     for split, kept in ((train, train_kept), (test, test_kept)):

@@ -8,12 +8,21 @@ papers evaluate with that same code at IoU 0.3:0.1:0.7, so one definition serves
 Definition, per class ``c`` and IoU threshold ``θ``:
 
 1. ``npos`` = number of ground-truth instances of ``c`` (over all videos).
-2. Predictions of ``c`` are ranked by score, high to low. **Ties keep input order** (a stable
-   sort). The official code ranks with ``scores.argsort()[::-1]``: NumPy's default sort is not
-   stable, so its order among tied scores is implementation-defined (for small inputs it comes out
-   in *reverse* input order); ours is deterministic and documented instead.
+2. Predictions of ``c`` are ranked by score, high to low. Two orders for tied scores
+   (``ties=``):
+
+   - ``"stable"`` (default): ties keep input order. Deterministic and independent of the NumPy
+     version; what a reader expects from "ranked by score".
+   - ``"official"``: exactly ``scores.argsort()[::-1]`` as ``compute_average_precision_detection``
+     does (``activitynet/ActivityNet``, ``Evaluation/eval_detection.py``). NumPy's default sort
+     (introsort) is not stable, so this order among ties is implementation-defined: below 17
+     predictions it is insertion sort, and the reversal puts tied predictions in *reverse* input
+     order; above that it depends on the data. Use it to reproduce a published number bit for
+     bit with the same NumPy; the two orders agree whenever no two scores of a class are equal.
 3. Walking down the ranking, a prediction is compared with the ground truth of the same video and
-   class, in decreasing temporal IoU (ties: ground-truth input order). The first instance with
+   class, in decreasing temporal IoU (ties among ground-truth instances: input order with
+   ``"stable"``, ``tiou_arr.argsort()[::-1]`` with ``"official"``, as the official loop). The
+   first instance with
    ``IoU >= θ`` that no higher-ranked prediction has taken at ``θ`` becomes its match (TP); if
    the best-IoU instance is taken, the next best is tried, exactly as the official loop does. A
    prediction with no such instance, or in a video without ground truth of ``c``, is a false
@@ -37,8 +46,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+
+TieOrder = Literal["stable", "official"]
 
 THUMOS14_IOUS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
 # 0.5:0.05:0.95. Rounded so every threshold equals its decimal literal (np.linspace gives
@@ -130,16 +142,23 @@ def detection_map(
     predictions: Sequence[Segment],
     ground_truth: Sequence[Segment],
     ious: Sequence[float] = THUMOS14_IOUS,
+    *,
+    ties: TieOrder = "stable",
 ) -> DetectionResult:
     """Temporal-localization mAP (ActivityNet definition, see the module docstring).
 
     ``predictions``: scored segments (any order; a higher score ranks first). ``ground_truth``:
     the annotated segments (``score`` ignored). ``ious``: temporal-IoU thresholds in (0, 1]
-    (:data:`THUMOS14_IOUS` by default, :data:`ACTIVITYNET_IOUS` for ActivityNet).
+    (:data:`THUMOS14_IOUS` by default, :data:`ACTIVITYNET_IOUS` for ActivityNet). ``ties``:
+    order among tied scores (and tied IoUs), ``"stable"`` or ``"official"`` (module docstring,
+    step 2); the predictions of one class are ranked in their input order either way, as the
+    official code ranks each class's rows of its prediction table.
 
     Raises ``ValueError`` for empty ground truth, a segment ending before it starts or with a
-    non-finite time or score, or a threshold outside (0, 1].
+    non-finite time or score, a threshold outside (0, 1], or an unknown ``ties``.
     """
+    if ties not in ("stable", "official"):
+        raise ValueError(f"ties must be 'stable' or 'official', got {ties!r}")
     thresholds = [float(iou) for iou in ious]
     if not thresholds:
         raise ValueError("ious must hold at least one threshold")
@@ -161,7 +180,7 @@ def detection_map(
 
     ap: dict[str, dict[float, float]] = {}
     for label, gt in gt_by_label.items():  # classes in first-appearance order
-        per_threshold = _class_ap(predictions_by_label.get(label, []), gt, thresholds)
+        per_threshold = _class_ap(predictions_by_label.get(label, []), gt, thresholds, ties)
         ap[label] = dict(zip(thresholds, per_threshold, strict=True))
     map_per_iou = {
         iou: float(np.mean([ap[label][iou] for label in ap])) for iou in thresholds
@@ -171,8 +190,16 @@ def detection_map(
     )
 
 
+def _descending(values: np.ndarray, ties: TieOrder) -> np.ndarray:
+    """Indices of ``values`` from the highest to the lowest, ties per ``ties``."""
+    if ties == "official":
+        return values.argsort()[::-1]  # the official expression, NumPy's default kind
+    return np.argsort(-values, kind="stable")
+
+
 def _class_ap(
-    predictions: list[Segment], ground_truth: list[Segment], thresholds: list[float]
+    predictions: list[Segment], ground_truth: list[Segment], thresholds: list[float],
+    ties: TieOrder = "stable",
 ) -> list[float]:
     """AP of one class at each threshold (steps 2-4 of the module docstring)."""
     if not predictions:
@@ -187,7 +214,7 @@ def _class_ap(
         gt_by_video[video] = (indices, bounds)
 
     scores = np.array([p.score for p in predictions], dtype=np.float64)
-    ranking = np.argsort(-scores, kind="stable")  # ties keep input order
+    ranking = _descending(scores, ties)
     taken = np.zeros((len(thresholds), len(ground_truth)), dtype=bool)
     true_positive = np.zeros((len(thresholds), len(predictions)), dtype=bool)  # (L, N)
     for rank, index in enumerate(ranking):
@@ -196,7 +223,7 @@ def _class_ap(
             continue  # false positive at every threshold
         indices, bounds = gt_by_video[prediction.video]
         iou = temporal_iou(np.array([prediction.start, prediction.end]), bounds)  # (M,)
-        candidates = np.argsort(-iou, kind="stable")  # best IoU first, ties in input order
+        candidates = _descending(iou, ties)  # best IoU first
         for level, threshold in enumerate(thresholds):
             for candidate in candidates:
                 if iou[candidate] < threshold:
@@ -274,24 +301,41 @@ def confusion_matrix(predicted: np.ndarray, labels: np.ndarray, num_classes: int
     return matrix
 
 
-def multilabel_map(scores: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+def multilabel_map(scores: np.ndarray, targets: np.ndarray, *,
+                   actionless: Literal["exclude", "negative"] = "exclude"
+                   ) -> tuple[float, np.ndarray]:
     """Charades mAP: mean over classes of non-interpolated average precision.
 
-    Definition, as in the official ``Charades_v1_classify.m`` (adapted from THUMOS15's
-    ``TH14eventclspr``): per class, videos are ranked by score, high to low (ties keep input
-    order: MATLAB's ``sort`` is stable); precision is computed at every rank;
+    Definition, as in the official ``Charades_v1_classify.m`` (Charades devkit, adapted from
+    THUMOS15's ``THUMOSeventclspr``): per class, videos are ranked by score, high to low (ties
+    keep input order: MATLAB's ``sort`` is stable); precision is computed at every rank;
     ``AP = sum(precision at the ranks of positive videos) / number of positives``. Classes
     without any positive video have no AP (NaN in the returned array) and are left out of the
     mean (all 157 Charades classes have test positives, so this only matters for subsets).
 
+    ``actionless``: what to do with videos that have no positive class (75 of the 1,863
+    Charades test videos). ``"exclude"`` (default) is the official script: its
+    ``load_charades`` leaves the id of such a video empty, so no prediction is ever matched to
+    it and its row keeps the ``-inf`` it was initialised with, ranking it below every real
+    score of every class — the dataset authors' Python port (``charades_map``) writes that
+    ``-inf`` explicitly. Below all positives, such a row changes no precision, so this equals
+    leaving those videos out of the ranking, which is what is computed. ``"negative"`` ranks
+    them by their scores as negatives of every class (what videolens did before; 0.4–0.7
+    points lower on the real label matrix).
+
     ``scores``: (N, C); ``targets``: (N, C) with 1 for present classes, 0 otherwise.
-    Returns (mAP, per-class AP).
+    Returns (mAP, per-class AP (C,)).
     """
     scores = np.asarray(scores, dtype=np.float64)
     targets = np.asarray(targets) > 0
     if scores.shape != targets.shape or scores.ndim != 2:
         raise ValueError(f"scores and targets must both be (N, C), got {scores.shape} and "
                          f"{targets.shape}")
+    if actionless not in ("exclude", "negative"):
+        raise ValueError(f"actionless must be 'exclude' or 'negative', got {actionless!r}")
+    if actionless == "exclude":
+        labelled = targets.any(axis=1)
+        scores, targets = scores[labelled], targets[labelled]
     ap = np.full(scores.shape[1], np.nan)
     for c in range(scores.shape[1]):
         positives = targets[:, c].sum()
@@ -363,3 +407,59 @@ def retrieval_metrics(similarity: np.ndarray, relevant: Sequence[Sequence[int]]
         r10=float((ranks <= 10).mean()), median_rank=float(np.median(ranks)),
         mean_rank=float(ranks.mean()), ranks=tuple(int(r) for r in ranks),
     )
+
+
+def caption_set_similarity(similarity: np.ndarray, owner: Sequence[int]) -> np.ndarray:
+    """Video-by-video scores for multi-sentence video->text retrieval, CLIP4Clip's way.
+
+    ``similarity``: (V, T) video-by-caption scores; ``owner[t]``: the video (0..V-1) caption
+    ``t`` describes, every video owning at least one caption. Returns (V, V): entry ``[v, w]``
+    is the best score of video ``v`` against any caption of video ``w``. Ranking row ``v`` and
+    finding column ``v`` is CLIP4Clip's multi-sentence video->text evaluation
+    (``ArrowLuo/CLIP4Clip``, ``main_task_retrieval.py`` ``eval_epoch`` pads the caption groups
+    with ``-inf`` and ``metrics.py`` ``tensor_video_to_text_sim`` takes the maximum over each
+    group): a video's candidates are the V caption *sets*, each scored by its best caption, so
+    another video's 20 captions count once, not 20 times.
+    """
+    similarity = np.asarray(similarity, dtype=np.float64)
+    owner = np.asarray(owner, dtype=np.int64)
+    if similarity.ndim != 2 or owner.shape != (similarity.shape[1],):
+        raise ValueError(f"similarity must be (V, T) with one owner per caption, got "
+                         f"{similarity.shape} and {owner.shape}")
+    videos = similarity.shape[0]
+    if owner.size and (owner.min() < 0 or owner.max() >= videos):
+        raise ValueError(f"caption owners must lie in [0, {videos})")
+    result = np.full((videos, videos), -np.inf)
+    for w in range(videos):
+        columns = np.flatnonzero(owner == w)
+        if not columns.size:
+            raise ValueError(f"video {w} has no caption")
+        result[:, w] = similarity[:, columns].max(axis=1)
+    return result
+
+
+def counterfactual_ranks(scores: Sequence[Sequence[float]], *,
+                         ties: Literal["pessimistic", "official"] = "pessimistic"
+                         ) -> np.ndarray:
+    """1-based rank of each video's true caption among itself and its counterfactuals (RCAD).
+
+    ``scores[i]``: the scores of item ``i``'s candidates, the true caption FIRST, then its
+    counterfactual captions (any number >= 1; Feint6K has 5). ``ties``: ``"pessimistic"``
+    (default, as everywhere in videolens): rank = 1 + the number of counterfactuals scoring
+    >= the caption, so a model that cannot tell them apart is never rewarded;
+    ``"official"``: 1 + the number scoring strictly more, which is what
+    ``facebookresearch/feint6k`` ``eval_rcad.py`` computes (``sorted(matl).index(matl[0]) + 1``
+    finds the first of the tied values). The two agree whenever no counterfactual ties the
+    caption. Returns (N,) int64.
+    """
+    if ties not in ("pessimistic", "official"):
+        raise ValueError(f"ties must be 'pessimistic' or 'official', got {ties!r}")
+    ranks = np.empty(len(scores), dtype=np.int64)
+    for i, row in enumerate(scores):
+        values = np.asarray(row, dtype=np.float64)
+        if values.ndim != 1 or values.size < 2:
+            raise ValueError(f"item {i} needs its caption and at least one counterfactual")
+        others = values[1:]
+        beaten = (others >= values[0]) if ties == "pessimistic" else (others > values[0])
+        ranks[i] = 1 + int(beaten.sum())
+    return ranks

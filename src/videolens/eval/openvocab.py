@@ -58,13 +58,16 @@ import numpy as np
 
 from ..errors import UsageError
 from ..models import VideoTextModel
+from ..models.scoring import ScoreRule
 from ..text.prompts import class_name_to_text
-from .cache import CachedVideos, EmbeddingCache
+from .cache import CachedVideos, EmbeddingCache, embed_videos
 from .datasets import Dataset, DatasetError, read_class_names_file
-from .datasets.base import data_lines, read_json, read_text
+from .datasets.base import data_lines, file_lines, read_json, read_text
 from .datasets.generic import parse_list_line
+from .datasets.kinetics import FROSTER_K400_SPELLINGS
 from .metrics import topk_accuracy
 from .results import EvalResult, class_logits, over_splits, run_record, sampling_for
+from .views import ViewSampling
 
 __all__ = [
     "K400_TO_K600_RENAMED",
@@ -79,15 +82,19 @@ __all__ = [
     "read_class_list",
     "read_k400_class_names",
     "read_k600_subsets",
+    "read_video_lists",
 ]
 
 PathLike = str | Path
 ClassSource = Dataset | Sequence[str] | PathLike
 
-# Kinetics-400 name -> its Kinetics-600 name. Found by comparing the official class lists:
-# 32 Kinetics-400 names are absent from Kinetics-600; these 12 are the same action under a new
-# name, the other 20 were dropped. 600 - (400 - 32) - 12 = 220 novel classes, the count of
-# ER-ZASR (its 620-class list is 400 + 220) and of the subsets published by ViFi-CLIP.
+# Kinetics-400 name -> its Kinetics-600 name. Found by comparing the official class lists
+# (as in X-CLIP's ``labels/kinetics_{400,600}_labels.csv``): 31 Kinetics-400 names are absent
+# from Kinetics-600; 11 of them are the same action under a new name, the other 20 were
+# dropped. 600 - (400 - 31) - 11 = 220 novel classes, the count of ER-ZASR (its 620-class list
+# is 400 + 220) and of the subsets published by ViFi-CLIP. "barbecuing" is not an official
+# Kinetics-400 name but FROSTER's spelling of "barbequing" (which Kinetics-600 keeps): listed
+# so a Kinetics-400 class list in FROSTER's spelling finds it.
 K400_TO_K600_RENAMED: dict[str, str] = {
     "baby waking up": "waking up",
     "balloon blowing": "inflating balloons",
@@ -227,10 +234,16 @@ def _read_json(path: Path) -> object:
 
 
 def _index_names(class_names: Sequence[str]) -> dict[str, int]:
+    """Look-up of class ids by :func:`class_key` of the name, of its prompt text, and of
+    FROSTER's spelling for the Kinetics-400 classes it renamed
+    (:data:`~videolens.eval.datasets.kinetics.FROSTER_K400_SPELLINGS`)."""
     index: dict[str, int] = {}
     for i, name in enumerate(class_names):
         index.setdefault(class_key(name), i)
         index.setdefault(class_key(class_name_to_text(name)), i)
+    for froster, official in FROSTER_K400_SPELLINGS.items():
+        if class_key(official) in index:
+            index.setdefault(class_key(froster), index[class_key(official)])
     return index
 
 
@@ -389,8 +402,10 @@ def _video_keys(path: str, kinetics: bool) -> list[str]:
 
 
 def _read_video_list(path: Path) -> list[str]:
+    """The video paths of a published list (``path,label`` or ``path label`` lines). These
+    formats have no comments: a line starting with ``#`` is an HMDB51 video."""
     videos = []
-    for number, line in data_lines(read_text(path)):
+    for number, line in file_lines(read_text(path)):
         try:
             videos.append(parse_list_line(line)[0])
         except ValueError as error:
@@ -495,15 +510,10 @@ def harmonic_mean(base: float, novel: float) -> float:
 
 
 def _embed(paths: Sequence[str], model: VideoTextModel, frames: int | None,
-           cache: EmbeddingCache | None, workers: int, progress: bool) -> CachedVideos:
-    sampling = sampling_for(model, frames)
-    own_cache = cache is None
-    cache = cache or EmbeddingCache(model, sampling)
-    try:
-        return cache.embed(list(dict.fromkeys(paths)), workers=workers, progress=progress)
-    finally:
-        if own_cache:
-            cache.close()
+           cache: EmbeddingCache | None, sampling: ViewSampling | None, workers: int,
+           progress: bool) -> tuple[CachedVideos, ViewSampling]:
+    return embed_videos(paths, model, cache, sampling or sampling_for(model, frames),
+                        workers=workers, progress=progress)
 
 
 def _restricted(dataset: Dataset, class_ids: Sequence[int]) -> Dataset:
@@ -517,36 +527,88 @@ def _restricted(dataset: Dataset, class_ids: Sequence[int]) -> Dataset:
 
 @dataclass
 class _Scored:
-    """Logits of the kept videos against ``classes`` (dataset ids, column order)."""
+    """Per-clip logits of the kept videos against ``classes`` (dataset ids, column order)."""
 
     classes: list[int]
     paths: list[str]
     labels: np.ndarray  # (N,) dataset class ids
-    scores: np.ndarray  # (N, C) logits, columns = ``classes``
+    scores: np.ndarray  # (N, clips, C) logits, columns = ``classes``
+    rule: ScoreRule
+    ensemble: str
 
     def restrict(self, class_ids: Sequence[int], paths: set[str] | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
         """``(scores (n, c), labels (n,) in 0..c-1)`` of the videos whose class is in
-        ``class_ids`` (and whose path is in ``paths``), against ``class_ids`` only."""
+        ``class_ids`` (and whose path is in ``paths``), against ``class_ids`` only; several
+        clips are combined after restricting, so a ``"probs"`` ensemble is a softmax over
+        ``class_ids`` as it would be with only those classes."""
         column = {c: j for j, c in enumerate(self.classes)}
         wanted = {c: j for j, c in enumerate(class_ids)}
         rows = [i for i, (p, y) in enumerate(zip(self.paths, self.labels, strict=True))
                 if y in wanted and (paths is None or p in paths)]
-        scores = self.scores[np.ix_(rows, [column[c] for c in class_ids])]  # (n, c)
-        return scores, np.array([wanted[self.labels[i]] for i in rows], dtype=np.int64)
+        # (N, clips, C) -> (n, clips, c)
+        scores = self.scores[rows][:, :, [column[c] for c in class_ids]]
+        if scores.shape[1] > 1 and self.ensemble == "probs":
+            scores = self.rule.probabilities(scores)
+        return scores.mean(axis=1), np.array([wanted[self.labels[i]] for i in rows],
+                                             dtype=np.int64)
 
 
 def _score(dataset: Dataset, classes: list[int], paths: Sequence[str], model: VideoTextModel,
-           templates: Sequence[str] | None, videos: CachedVideos) -> _Scored:
+           templates: Sequence[str] | None, videos: CachedVideos, sampling: ViewSampling,
+           prompt_style: str = "templates") -> _Scored:
     label_of = {s.path: s.labels[0] for s in dataset.samples}
     kept = [p for p in dict.fromkeys(paths) if p in videos.embeddings]
     if not kept:
         raise UsageError(f"no video of {dataset.name} ({dataset.split}) could be read",
                          hint="check --root; the first failure: "
                          + next(iter(videos.failures.values()), "none"))
-    logits = class_logits(model, [videos.embeddings[p] for p in kept],
-                          _restricted(dataset, classes), templates)  # (N, C)
-    return _Scored(classes, kept, np.array([label_of[p] for p in kept]), logits.numpy())
+    clips = [e for p in kept for e in videos.views[p]]
+    # every clip on its own: (N * clips, C) -> (N, clips, C)
+    logits = class_logits(model, clips, _restricted(dataset, classes), templates,
+                          style=prompt_style).numpy()
+    logits = logits.reshape(len(kept), sampling.clips, len(classes))
+    return _Scored(classes, kept, np.array([label_of[p] for p in kept]), logits,
+                   model.score_rule, sampling.ensemble)
+
+
+def read_video_lists(files: Sequence[PathLike], dataset: Dataset) -> tuple[list[set[str]], int]:
+    """The samples of ``dataset`` named by each of the published video lists ``files`` (one per
+    evaluation subset, e.g. ViFi-CLIP's ``datasets_splits/k600_splits/
+    ZS_split{1,2,3}_K600_eval.txt``, lines ``test/<youtube_id>_<start>_<end>.mp4 <label>``),
+    matched by file name and, for Kinetics, by YouTube id. Returns one set of sample paths
+    per file and the number of listed videos not among the samples (e.g. ViFi-CLIP's lists
+    name K600 train/, val/ and test/ videos: evaluated on ``--split test``, only the test/
+    ones are found).
+
+    Raises:
+        DatasetError: a list is missing, malformed, or names none of the samples.
+    """
+    kinetics = dataset.name.startswith("kinetics")
+    index: dict[str, list[str]] = {}
+    for sample in dataset.samples:
+        for key in set(_video_keys(sample.path, kinetics) + _video_keys(sample.video_id,
+                                                                        kinetics)):
+            index.setdefault(key, []).append(sample.path)
+    chosen: list[set[str]] = []
+    missing = 0
+    for file in files:
+        path = Path(file).expanduser()
+        if not path.is_file():
+            raise DatasetError("video list not found", path=path, hint="check --video-list")
+        found: set[str] = set()
+        for written in _read_video_list(path):
+            hit = next((index[k] for k in _video_keys(written, kinetics) if k in index), None)
+            if hit is None:
+                missing += 1
+            else:
+                found.update(hit)
+        if not found:
+            raise DatasetError(f"none of the listed videos is among the {len(dataset.samples)} "
+                               f"samples of {dataset.name} {dataset.split}", path=path,
+                               hint="load the split the list's videos come from (--split)")
+        chosen.append(found)
+    return chosen, missing
 
 
 def cross_dataset_k600(
@@ -558,13 +620,22 @@ def cross_dataset_k600(
     subsets: int = 3,
     subset_size: int = 160,
     seed: int = 0,
+    video_lists: Sequence[PathLike] = (),
     frames: int | None = None,
     templates: Sequence[str] | None = None,
     cache: EmbeddingCache | None = None,
+    sampling: ViewSampling | None = None,
+    prompt_style: str = "templates",
     workers: int = 1,
     progress: bool = False,
 ) -> EvalResult:
     """Zero-shot top-1/top-5 on Kinetics-600 subsets of novel classes (module docstring).
+
+    Which videos: every video of ``k600_val`` (the split loaded: ``val``, as FROSTER and
+    Open-VCLIP evaluate — their ``zs_label_db/k600_split*/test.csv`` list ``val/`` videos — or
+    ``test``) whose class is in the subset; with ``video_lists`` (one per subset, ViFi-CLIP's
+    ``ZS_split{k}_K600_eval.txt``), only the listed ones among them. ``record["videos"]``
+    states which.
 
     Args:
         k600_val: the Kinetics-600 split evaluated (``load_dataset("kinetics600", root)``).
@@ -605,12 +676,27 @@ def cross_dataset_k600(
                         f"novel classes, numpy default_rng(seed + i), seed {seed}")
     union = sorted({c for subset in chosen for c in subset})
     wanted = set(union)
-    paths = [s.path for s in k600_val.samples if s.labels[0] in wanted]
-    videos = _embed(paths, model, frames, cache, workers, progress)
-    scored = _score(k600_val, union, paths, model, templates, videos)
+    listed: list[set[str]] | None = None
+    listed_missing = 0
+    if video_lists:
+        if len(video_lists) != len(chosen):
+            raise UsageError(f"{len(video_lists)} video lists for {len(chosen)} subsets",
+                             hint="give one --video-list per subset, in subset order")
+        listed, listed_missing = read_video_lists(video_lists, k600_val)
+        allowed = set().union(*listed)
+        paths = [s.path for s in k600_val.samples if s.labels[0] in wanted
+                 and s.path in allowed]
+        videos_used = (f"the videos of {k600_val.name} {k600_val.split} named in "
+                       f"{', '.join(map(str, video_lists))} ({listed_missing} listed videos "
+                       f"are not in this split)")
+    else:
+        paths = [s.path for s in k600_val.samples if s.labels[0] in wanted]
+        videos_used = f"every {k600_val.name} {k600_val.split} video of the subset's classes"
+    videos, used = _embed(paths, model, frames, cache, sampling, workers, progress)
+    scored = _score(k600_val, union, paths, model, templates, videos, used, prompt_style)
     per_subset = []
     for number, subset in enumerate(chosen, start=1):
-        scores, labels = scored.restrict(subset)
+        scores, labels = scored.restrict(subset, listed[number - 1] if listed else None)
         if not len(labels):
             raise UsageError(f"subset {number} has no readable video of its classes",
                              hint="check --root and the split file")
@@ -624,10 +710,11 @@ def cross_dataset_k600(
         if all(name in entry for entry in per_subset):
             values = np.array([entry[name] for entry in per_subset])
             metrics[name], metrics[f"{name}_std"] = float(values.mean()), float(values.std())
-    sampling = sampling_for(model, frames)
     novel_set = set(novel)
     record = run_record(
-        model, sampling, templates, from_cache=videos.from_cache, computed=videos.computed,
+        model, used, templates, from_cache=videos.from_cache, computed=videos.computed,
+        prompt_style=prompt_style, videos=videos_used,
+        listed_videos_not_in_split=listed_missing,
         split_source=split_source, k400_classes=k400_source, novel_classes=len(novel),
         subsets=[[k600_val.class_names[c] for c in subset] for subset in chosen],
         classes_not_novel=[k600_val.class_names[c] for c in union if c not in novel_set],
@@ -648,6 +735,8 @@ def base_to_novel(
     frames: int | None = None,
     templates: Sequence[str] | None = None,
     cache: EmbeddingCache | None = None,
+    sampling: ViewSampling | None = None,
+    prompt_style: str = "templates",
     workers: int = 1,
     progress: bool = False,
 ) -> EvalResult:
@@ -674,12 +763,12 @@ def base_to_novel(
     if split_file is not None and not isinstance(split_file, str | Path):
         files = list(split_file)
         if len(files) > 1:
-            sampling = sampling_for(model, frames)
             own_cache = cache is None
-            cache = cache or EmbeddingCache(model, sampling)
+            cache = cache or EmbeddingCache(model, sampling or sampling_for(model, frames))
             try:
                 runs = [base_to_novel(dataset, model, split_file=f, frames=frames,
-                                      templates=templates, cache=cache, workers=workers,
+                                      templates=templates, cache=cache,
+                                      prompt_style=prompt_style, workers=workers,
                                       progress=progress) for f in files]
             finally:
                 if own_cache:
@@ -706,12 +795,14 @@ def base_to_novel(
         paths = [s.path for s in dataset.samples if s.labels[0] in wanted
                  and (allowed is None or s.path in allowed)]
         halves.append(paths)
-    videos = _embed(halves[0] + halves[1], model, frames, cache, workers, progress)
+    videos, used = _embed(halves[0] + halves[1], model, frames, cache, sampling, workers,
+                          progress)
     accuracies = []
     counts = []
     for name, classes, paths in (("base", split.base, halves[0]),
                                  ("novel", split.novel, halves[1])):
-        scored = _score(dataset, list(classes), paths, model, templates, videos)
+        scored = _score(dataset, list(classes), paths, model, templates, videos, used,
+                        prompt_style)
         scores, labels = scored.restrict(list(classes), set(paths))
         if not len(labels):
             raise UsageError(f"no readable test video of a {name} class")
@@ -721,7 +812,7 @@ def base_to_novel(
     metrics = {"base_top1": base_top1, "novel_top1": novel_top1,
                "HM": harmonic_mean(base_top1, novel_top1)}
     record = run_record(
-        model, sampling_for(model, frames), templates, from_cache=videos.from_cache,
+        model, used, templates, from_cache=videos.from_cache, prompt_style=prompt_style,
         computed=videos.computed, split_source=split.source,
         base_classes=[dataset.class_names[c] for c in split.base],
         novel_classes=[dataset.class_names[c] for c in split.novel],

@@ -255,14 +255,30 @@ def read_json(path: Path) -> Any:
         ) from error
 
 
-def data_lines(text: str) -> list[tuple[int, str]]:
-    """``(line number, stripped line)`` for every non-blank line not starting with ``#``."""
+def file_lines(text: str) -> list[tuple[int, str]]:
+    """``(line number, stripped line)`` for every non-blank line, for the published formats,
+    which have no comments: HMDB51 lists 16 real videos whose names start with ``#``
+    (``#20_Rhythm_clap_u_nm_np1_fr_goo_0.avi 1``), and ViFi-CLIP's lists write them first on
+    the line."""
     lines = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
-        if line and not line.startswith("#"):
+        if line:
             lines.append((number, line))
     return lines
+
+
+def is_comment(line: str) -> bool:
+    """A comment line of videolens' own list formats: ``#`` alone or followed by whitespace
+    (``# test videos``). ``#20_Rhythm_clap_u_nm_np1_fr_goo_0.avi`` is data."""
+    stripped = line.strip()
+    return stripped == "#" or (stripped.startswith("#") and stripped[1:2].isspace())
+
+
+def data_lines(text: str) -> list[tuple[int, str]]:
+    """``(line number, stripped line)`` for every non-blank line that is not a comment
+    (:func:`is_comment`), for videolens' own formats (generic lists, class-name files)."""
+    return [(number, line) for number, line in file_lines(text) if not is_comment(line)]
 
 
 def texts_for(names: Iterable[str]) -> tuple[str, ...]:

@@ -12,8 +12,9 @@ Those files are looked for in ``root/Charades/`` and ``root/``. Videos are
 
 Splits: ``test`` (1,863 videos; the standard video-level mAP evaluation) and ``train``.
 ``Sample.labels`` are the distinct classes of the video (sorted), ``Sample.segments`` every
-interval in file order; videos without actions are kept with no labels (they are negatives
-for every class in mAP).
+interval in file order; videos without actions (75 of the test split) are kept with no labels;
+the official mAP leaves them out of the ranking
+(:func:`~videolens.eval.metrics.multilabel_map`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .base import (
     DatasetError,
     DatasetReader,
     Sample,
-    data_lines,
+    file_lines,
     find_file,
     find_folder,
     read_text,
@@ -94,7 +95,7 @@ def read_charades(root: Path, split: str, class_names: tuple[str, ...] | None = 
     classes_file = _annotation(root, "Charades_v1_classes.txt")
     codes: list[str] = []
     names: list[str] = []
-    for number, line in data_lines(read_text(classes_file)):
+    for number, line in file_lines(read_text(classes_file)):
         code, _, name = line.partition(" ")
         if not code.startswith("c") or not name.strip():
             raise DatasetError(f"line {number}: expected 'c000 <class name>', got {line!r}",

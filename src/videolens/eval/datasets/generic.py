@@ -2,8 +2,10 @@
 
 The list file (``load_dataset("generic", root, split="lists/test.txt")``):
 
-- blank lines and lines starting with ``#`` are ignored; a first line like ``path,label`` or
-  ``video label`` is a header and skipped;
+- blank lines and comment lines — ``#`` alone or followed by a space (``# test videos``) —
+  are ignored; any other line is data, including one that starts with ``#`` as 16 HMDB51
+  file names do (``#20_Rhythm_clap_u_nm_np1_fr_goo_0.avi 4`` in ViFi-CLIP's lists). A first
+  line like ``path,label`` or ``video label`` is a header and skipped;
 - separator: a tab if the line has one, else the last comma, else whitespace. With whitespace,
   the line splits at the last space when the label is an integer (so paths may contain spaces)
   and at the first space otherwise (so class names may contain spaces) — use commas or tabs

@@ -8,8 +8,16 @@ class). Class names are the folder names (``brush_hair``), 51 classes sorted alp
 the class list comes from the split file names when the split folder exists, else from the
 class folders.
 
-Splits: ``test1..3``, ``train1..3``, and ``all`` (every ``.avi`` in the class folders, the full
-6,766-video zero-shot protocol).
+Splits: ``test1..3``, ``train1..3``; ``full`` (alias ``hmdb_full``): the videos split 1 marks
+1 or 2 — 70 training + 30 testing per class, 5,100 videos — which is "HMDB*" as FROSTER and
+Open-VCLIP evaluate it (``Visual-AI/FROSTER``, ``zs_label_db/hmdb_full/process.py`` keeps codes
+``[1, 2]`` of ``<class>_test_split1.txt``; their test scripts set ``hmdb_file=hmdb_full``);
+and ``all``: every ``.avi`` in the class folders (6,766 videos, including the 1,666 that no
+split uses).
+
+The split files have no comments: 16 real videos have names starting with ``#``
+(``#20_Rhythm_clap_u_nm_np1_fr_goo_0.avi``, in ``chew``, ``clap``, ``pick`` and
+``ride_bike``) and are read like any other line.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from .base import (
     DatasetError,
     DatasetReader,
     Sample,
-    data_lines,
+    file_lines,
     find_file,
     read_text,
     require_some_found,
@@ -31,7 +39,11 @@ from .base import (
 
 __all__ = ["READER", "read_hmdb51"]
 
-SPLITS = ("test1", "test2", "test3", "train1", "train2", "train3", "all")
+SPLITS = ("test1", "test2", "test3", "train1", "train2", "train3", "full", "all")
+# split -> (split file number, codes kept): 1 = training, 2 = testing
+_CODES = {**{f"test{k}": (str(k), ("2",)) for k in (1, 2, 3)},
+          **{f"train{k}": (str(k), ("1",)) for k in (1, 2, 3)},
+          "full": ("1", ("1", "2"))}
 SPLIT_FOLDER = "testTrainMulti_7030_splits"
 _SPLIT_FILE = re.compile(r"^(.+)_test_split([123])\.txt$")
 _SPLITS_HINT = (
@@ -80,7 +92,7 @@ def read_hmdb51(root: Path, split: str, class_names: tuple[str, ...] | None = No
 
     Args:
         root: the folder holding the class folders (or ``hmdb51/``) and the split folder.
-        split: ``test1..3``, ``train1..3`` or ``all``.
+        split: ``test1..3``, ``train1..3``, ``full`` or ``all``.
         class_names: unused (``load_dataset`` re-indexes onto it afterwards).
 
     Returns:
@@ -107,8 +119,7 @@ def read_hmdb51(root: Path, split: str, class_names: tuple[str, ...] | None = No
         return Dataset(name="hmdb51", split=split, class_names=names,
                        class_texts=texts_for(names), samples=tuple(samples), root=str(root))
 
-    kind, number = split[:-1], split[-1]
-    wanted = "2" if kind == "test" else "1"
+    number, wanted = _CODES[split]
     samples = []
     missing: list[str] = []
     sources: list[str] = []
@@ -120,14 +131,14 @@ def read_hmdb51(root: Path, split: str, class_names: tuple[str, ...] | None = No
             "HMDB51 split file", _SPLITS_HINT,
         )
         sources.append(str(split_file))
-        for line_number, line in data_lines(read_text(split_file)):
+        for line_number, line in file_lines(read_text(split_file)):
             parts = line.split()
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
                 raise DatasetError(
                     f"line {line_number}: expected '<video>.avi <0|1|2>', got {line!r}",
                     path=split_file,
                 )
-            if parts[1] != wanted:
+            if parts[1] not in wanted:
                 continue
             path = video_folder / name / parts[0]
             video_id = Path(parts[0]).stem
@@ -156,7 +167,7 @@ READER = DatasetReader(
     read=read_hmdb51,
     default_split="test1",
     splits=SPLITS,
-    aliases={"test": "test1", "train": "train1"},
+    aliases={"test": "test1", "train": "train1", "hmdb_full": "full"},
     layout=f"root/<class>/*.avi (or root/hmdb51/<class>/), "
     f"root/{SPLIT_FOLDER}/<class>_test_split{{1,2,3}}.txt",
 )

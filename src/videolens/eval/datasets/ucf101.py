@@ -13,8 +13,10 @@ or directly in ``root``; videos at ``root/UCF-101`` or directly in ``root``.
 
 Splits: ``test1..3`` and ``train1..3`` (the three official splits), and ``all``: every video in
 the class folders, the "full dataset" zero-shot protocol (13,320 videos) used when no UCF101
-class was seen in training. Class ids are ``classInd.txt``'s minus one; ``all`` without
-``classInd.txt`` uses the class folders sorted by name (the same order for the official data).
+class was seen in training (alias ``full``: FROSTER's ``zs_label_db/ucf101_full/test.csv``
+lists the same 13,320 videos, split 1's training and test lists together). Class ids are
+``classInd.txt``'s minus one; ``all`` without ``classInd.txt`` uses the class folders sorted
+by name (the same order for the official data).
 
 Quirk handled: one class is spelled ``HandstandPushups`` in ``classInd.txt`` and folders but
 ``HandStandPushups`` in file names, so folder names are matched ignoring case.
@@ -29,7 +31,7 @@ from .base import (
     DatasetError,
     DatasetReader,
     Sample,
-    data_lines,
+    file_lines,
     find_file,
     loose_key,
     read_text,
@@ -64,7 +66,7 @@ def _video_folder(root: Path) -> Path:
 def _read_class_ind(path: Path) -> tuple[str, ...]:
     """``classInd.txt`` -> class names in id order (ids must be 1..N)."""
     by_id: dict[int, str] = {}
-    for number, line in data_lines(read_text(path)):
+    for number, line in file_lines(read_text(path)):
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             raise DatasetError(
@@ -136,7 +138,7 @@ def read_ucf101(root: Path, split: str, class_names: tuple[str, ...] | None = No
     samples: list[Sample] = []
     missing: list[str] = []
     example: Path | None = None
-    for line_number, line in data_lines(read_text(list_file)):
+    for line_number, line in file_lines(read_text(list_file)):
         parts = line.split()
         relative = parts[0]
         folder = relative.replace("\\", "/").rpartition("/")[0]
@@ -220,7 +222,7 @@ READER = DatasetReader(
     read=read_ucf101,
     default_split="test1",
     splits=SPLITS,
-    aliases={"test": "test1", "train": "train1"},
+    aliases={"test": "test1", "train": "train1", "full": "all", "ucf101_full": "all"},
     layout="root/UCF-101/<Class>/*.avi, "
     "root/ucfTrainTestlist/{classInd,testlist0N,trainlist0N}.txt",
 )
