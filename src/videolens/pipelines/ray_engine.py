@@ -27,6 +27,7 @@ Nothing here imports Ray at module level: the local path never loads it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -45,7 +46,9 @@ if TYPE_CHECKING:  # decode actors import this module: they must not pay for tor
     from ..models import VideoEmbedding, VideoTextModel
 
 INSTALL_HINT = 'pip install "videolens[ray]"'
-Output = Literal["frames", "video"]
+# "frames": (T, D) vectors per video; "video": one VideoEmbedding; or a picklable
+# encode(model, frames) -> anything, run in the actor per video (an eval cache's own rule)
+Output = Literal["frames", "video"] | Callable[[Any, np.ndarray], Any]
 # Input blocks: one file per block up to this many files (a lost block is one file), then
 # several files per block, so a million-file run does not put a million objects up front.
 MAX_BLOCKS = 10_000
@@ -293,6 +296,8 @@ class _Encode:
 
         if not clips:
             return []
+        if callable(self.output):
+            return [self.output(self.model, clip) for clip in clips]
         if self.output == "video":
             embeddings = self.model.encode_videos(clips)
             return [VideoEmbedding(e.embedding.cpu(), None if e.context is None
@@ -398,12 +403,13 @@ class RayReader:
         # Ray Data's default retries an actor task forever; a file that kills its actor
         # (not just the decoder process, e.g. Ray's out-of-memory killer) would never end
         retries = {"max_restarts": -1, "max_task_retries": self.engine.max_retries}
-        # index: one video per batch on a CPU (as the local engine encodes), a few on a GPU;
-        # classify/eval: as many fixed-length clips as fill a forward pass
-        if self.output == "frames":
-            rows_per_batch = 1 if plan.encoder_gpus == 0 else 4
+        # classify/eval: as many fixed-length clips as fill a forward pass; index and views:
+        # one video per batch on a CPU (as the local engine encodes), a few on a GPU
+        clip_frames = getattr(self.sampling, "num_frames", None)
+        if self.output == "video" and getattr(self.sampling, "kind", None) == "uniform":
+            rows_per_batch = max(1, plan.frames_per_batch // max(1, clip_frames or 1))
         else:
-            rows_per_batch = max(1, plan.frames_per_batch // max(1, self.sampling.num_frames))
+            rows_per_batch = 1 if plan.encoder_gpus == 0 else 4
         probe_vector = self.model.encode_frames(_probe_frame()).numpy()[0]
         with warnings.catch_warnings():
             # passing retry limits as remote args is deprecated in Ray 2.60 with no named
@@ -435,8 +441,42 @@ def _unwrap(ray, err: Exception) -> Exception:
                       hint="see the Ray logs (/tmp/ray/session_latest/logs)")
 
 
-def reader_factory(engine: str | RayEngine, model: VideoTextModel, output: Output
-                   ) -> Callable[[Sampling], RayReader]:
-    """``sampling -> RayReader``: the reader the embedding cache builds for each sampling."""
+class _CacheEncode:
+    """An embedding cache's own encoding rule (``_encode(frames)``: one or several clips per
+    video, by its sampling) without its storage, run in an encode actor."""
+
+    def __init__(self, cache: Any) -> None:
+        light = copy.copy(cache)
+        light.model, light.db, light.memory, light.engine = None, None, {}, None
+        self.cache = light
+
+    def __call__(self, model: VideoTextModel, frames: np.ndarray) -> Any:
+        self.cache.model = model
+        return self.cache._encode(frames)
+
+
+class _SingleClipReader(RayReader):
+    """A cache with one clip per video: clips of many videos share a forward pass
+    (``output="video"``), and each comes back as the one-clip list the cache stores."""
+
+    def map(self, paths):
+        for path, loaded, encoded in super().map(paths):
+            yield path, loaded, (encoded if encoded is None or isinstance(encoded, Exception)
+                                 else [encoded])
+
+
+def cache_engine(engine: str | RayEngine) -> Callable[[Any, FrameReader], RayReader]:
+    """For :class:`~videolens.eval.cache.EmbeddingCache`'s ``engine``: ``(cache, reader) ->
+    reader`` decoding on Ray with the local ``reader``'s sampling and loader, and encoding as
+    the cache would; its ``map()`` yields ``(path, loaded, clips)``, ``clips`` a list of
+    :class:`~videolens.models.VideoEmbedding` (or the exception encoding raised)."""
     settings = as_ray_engine(engine)
-    return lambda sampling: RayReader(settings, sampling, model, output=output)
+
+    def reader_for(cache: Any, local: FrameReader) -> RayReader:
+        if cache.sampling.is_single_segment:
+            return _SingleClipReader(settings, local.sampling, cache.model, output="video",
+                                     loader=local.loader)
+        return RayReader(settings, local.sampling, cache.model, output=_CacheEncode(cache),
+                         loader=local.loader)
+
+    return reader_for
