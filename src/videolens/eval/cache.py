@@ -19,7 +19,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,15 +94,18 @@ class EmbeddingCache:
     ``sampling``: a :class:`~videolens.eval.views.ViewSampling` (or a uniform
     :class:`~videolens.io.Sampling`, read as its single-view segment sampling). ``root``
     defaults to ``<videolens cache dir>/videos``; pass ``None`` through
-    ``VIDEOLENS_CACHE_DIR=off`` to keep everything in memory.
+    ``VIDEOLENS_CACHE_DIR=off`` to keep everything in memory. ``engine``: ``(cache, reader)
+    -> reader`` for another engine (:func:`videolens.pipelines.ray_engine.cache_engine`),
+    whose ``map()`` yields ``(path, loaded, clips)``, the clips encoded by its workers.
 
     Raises:
         UsageError: ``ensemble="frames"`` with a model that encodes fixed-length clips.
     """
 
     def __init__(self, model: VideoTextModel, sampling: Sampling | ViewSampling,
-                 root: Path | None = None):
+                 root: Path | None = None, engine: Callable | None = None):
         self.model = model
+        self.engine = engine
         self.sampling = as_view_sampling(sampling)
         if self.sampling.ensemble == "frames" and model.num_frames is not None:
             raise UsageError(
@@ -215,12 +218,14 @@ class EmbeddingCache:
                 result.from_cache += 1
             else:
                 todo[path] = fingerprint
-        for path, loaded in self._decode(list(todo), workers, progress):
+        for path, loaded, *encoded in self._decode(list(todo), workers, progress):
             if isinstance(loaded, VideoDecodeError):
                 result.failures[path] = loaded.one_line()
                 continue
             _, sampled = loaded
-            clips = self._encode(sampled.frames)
+            clips = encoded[0] if encoded else self._encode(sampled.frames)
+            if isinstance(clips, Exception):  # the other engine's worker could not encode it
+                raise clips
             stamps = _plain(sampled.timestamps.tolist())
             self.put(todo[path], path, clips, stamps)
             result.add(path, clips, stamps)
@@ -253,6 +258,8 @@ class EmbeddingCache:
                 # FrameReader passes its sampling on to the loader untouched
                 reader = FrameReader(self.sampling, workers=workers,  # type: ignore[arg-type]
                                      loader=load_views)  # type: ignore[arg-type]
+            if self.engine is not None:  # it decodes and encodes: items carry the clips
+                reader = self.engine(self, reader)
             with reader:
                 for item in reader.map(paths):
                     yield item
