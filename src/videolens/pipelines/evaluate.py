@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..eval.cache import EmbeddingCache
@@ -17,6 +18,9 @@ from ..eval.protocols import retrieval, zero_shot
 from ..eval.results import EvalResult, over_splits, sampling_for
 from ..models import VideoTextModel
 from .common import get_model
+
+if TYPE_CHECKING:
+    from .ray_engine import RayEngine
 
 PROTOCOLS = ("zero-shot", "cross-dataset", "base-to-novel", "few-shot", "retrieval")
 SPLIT_SETS = {"ucf101": ("test1", "test2", "test3"), "hmdb51": ("test1", "test2", "test3")}
@@ -44,6 +48,7 @@ def evaluate(
     seeds: Sequence[int] = (0, 1, 2),
     train_split: str | None = None,
     workers: int = 1,
+    engine: str | RayEngine = "local",
     progress: bool = False,
 ) -> EvalResult:
     """Run ``protocol`` on ``dataset`` read from ``root`` (never downloaded) with ``model`` (a
@@ -70,7 +75,12 @@ def evaluate(
                             class_names_file=class_names_file)
 
     common = {"frames": frames, "workers": workers, "progress": progress}
-    with EmbeddingCache(model, sampling) as cache:
+    video_engine = None
+    if engine != "local":  # Ray decodes and encodes the videos the cache lacks
+        from .ray_engine import cache_engine
+
+        video_engine = cache_engine(engine)
+    with EmbeddingCache(model, sampling, engine=video_engine) as cache:
         common["cache"] = cache
         if protocol == "cross-dataset":
             if k400_classes is None:
