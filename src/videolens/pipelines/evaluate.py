@@ -57,7 +57,9 @@ def evaluate(
     ``split="splits"`` runs the dataset's three official test splits and reports mean ± std
     (UCF101, HMDB51); ``split="all"`` is the full test set (every video, the "UCF*" of the
     papers). Video embeddings are cached per (weights, sampling, file), so a second run with
-    other templates or overrides only encodes text. Protocol-specific options:
+    other templates or overrides only encodes text; ``engine="ray"`` (or a
+    :class:`~videolens.pipelines.ray_engine.RayEngine`) decodes and encodes the videos
+    not cached yet on Ray Data, into the same cache. Protocol-specific options:
     ``cross-dataset`` (Kinetics-600 classes absent from Kinetics-400): ``k400_classes``
     (a K400 root, CSV or class list; required), ``split_files`` (published subset files),
     ``subsets``, ``subset_size``, ``seed``; ``base-to-novel``: ``split_files`` (published
