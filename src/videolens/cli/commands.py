@@ -8,6 +8,7 @@ import sys
 
 from ..errors import VideolensError
 from ..io.discover import expand_inputs
+from .engine import engine_from_args
 from .options import EXIT_FAILED, EXIT_OK, EXIT_USAGE, clock, note, quiet_libraries
 
 
@@ -41,6 +42,7 @@ def run_classify(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         workers=args.workers,
+        engine=engine_from_args(args),
         # a bar redrawn with carriage returns only garbles a log file or a pipe
         progress=not args.quiet and sys.stderr.isatty(),
     )
@@ -86,6 +88,7 @@ def run_index(args: argparse.Namespace) -> int:
     summary = index(
         args.paths, library=args.library, model=args.model, fps=args.fps,
         device=args.device, dtype=args.dtype, workers=args.workers, prune=args.prune,
+        engine=engine_from_args(args),
         retry_failed=args.retry_failed, on_event=report,
         progress=not args.quiet and sys.stderr.isatty(),
     )
@@ -176,6 +179,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if not shots or min(shots) < 1 or not seeds:
         note("error: --shots needs positive integers and --seeds at least one seed")
         return EXIT_USAGE
+    engine = engine_from_args(args)  # before the model: a missing Ray is a quick error
     model = load_model(args.model, args.device, args.dtype)
     result = evaluate(
         args.protocol, args.dataset, args.root, model=model, split=args.split,
@@ -183,7 +187,7 @@ def run_eval(args: argparse.Namespace) -> int:
         class_names_file=args.class_names, split_files=args.split_file,
         k400_classes=args.k400_classes, subsets=args.subsets, subset_size=args.subset_size,
         seed=args.seed, shots=shots, seeds=seeds, train_split=args.train_split,
-        workers=args.workers, progress=not args.quiet and sys.stderr.isatty(),
+        workers=args.workers, engine=engine, progress=not args.quiet and sys.stderr.isatty(),
     )
     for path, reason in list(result.failures.items())[:20]:
         note(f"warning: left out: {reason if path in reason else f'{path}: {reason}'}")
