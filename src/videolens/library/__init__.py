@@ -4,6 +4,9 @@ large libraries, and thumbnails. Nothing here loads a model or decodes a video f
 embedding; :mod:`videolens.pipelines` does that and hands vectors in.
 """
 
+from .db import DamagedLibraryError
+from .locks import WriteLock
 from .store import FrameHit, Library, LibraryWriter, VideoRecord
 
-__all__ = ["FrameHit", "Library", "LibraryWriter", "VideoRecord"]
+__all__ = ["DamagedLibraryError", "FrameHit", "Library", "LibraryWriter", "VideoRecord",
+           "WriteLock"]

@@ -3,7 +3,7 @@
 Layout of a library folder::
 
     library.sqlite     videos, their frame vectors and timestamps, failures, meta (WAL mode)
-    write.lock         flock held by the one process writing (its pid inside, for messages)
+    write.lock         flock held by the one process writing (pid and purpose inside)
     vectors/           float32 matrix + ANN index rebuilt from library.sqlite (see ann.py)
 
 Guarantees:
@@ -13,8 +13,13 @@ Guarantees:
 * **Readers during a write.** WAL mode lets search read a consistent snapshot while an index
   run commits; ``synchronous=NORMAL`` keeps every commit atomic, and after a power loss
   (not a process crash) the last commits may be rolled back, never half-applied.
-* **One writer.** :meth:`Library.writer` takes an exclusive ``flock``; the OS drops it when
-  the process dies, so a crash never leaves a stale lock.
+* **One writer.** :meth:`Library.writer` takes an exclusive ``flock`` (:mod:`.locks`); the
+  OS drops it when the process dies, so a crash never leaves a stale lock.
+* **Atomic creation, damage reported.** A library is built under a temporary name and
+  renamed into place; a damaged file or garbled metadata is a one-line
+  :class:`~videolens.library.db.DamagedLibraryError` pointing to ``videolens library check
+  --repair`` (see :mod:`.db`), never a raw ``sqlite3`` traceback. ``PRAGMA quick_check`` runs
+  on open when the file is small enough for it to be cheap, and before writing.
 
 This module is storage only; the vector cache and search are :mod:`.vectors`
 (``library.vectors``), reached through the thin :meth:`Library.search` and
@@ -43,12 +48,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LibraryError
+from . import db
+from .db import DB_NAME, DamagedLibraryError, translated
+from .locks import LOCK_NAME, FileLock, WriteLock
 from .vectors import VectorIndex
 
 SCHEMA_VERSION = 1
-DB_NAME = "library.sqlite"
-LOCK_NAME = "write.lock"
 VECTORS_DIR = "vectors"
+# PRAGMA quick_check reads every page: ~140 ms for 186 MB here (warm), so readers (search,
+# localize, serve) run it on open up to 64 MiB (~50 ms; ~60k frames at D=512), and writers
+# before their first write up to 1 GiB (an index run spends seconds loading a model anyway).
+QUICK_CHECK_OPEN_MAX_BYTES = 64 << 20
+QUICK_CHECK_WRITE_MAX_BYTES = 1 << 30
 # Little-endian on disk whatever the machine, so a library can be copied between machines.
 VECTOR_DTYPE = np.dtype("<f2")
 TIME_DTYPE = np.dtype("<f8")
@@ -59,40 +70,6 @@ _RECORD_FIELDS = (
     "path", "size", "mtime_ns", "fingerprint", "duration", "fps", "width", "height",
     "num_frames", "indexed_at", "warnings",
 )
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS videos (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a re-indexed file gets a new id
-    path TEXT NOT NULL UNIQUE,             -- absolute, resolved
-    size INTEGER NOT NULL,                 -- bytes
-    mtime_ns INTEGER NOT NULL,
-    fingerprint TEXT NOT NULL,
-    duration REAL NOT NULL,                -- seconds
-    fps REAL NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    num_frames INTEGER NOT NULL,
-    indexed_at REAL NOT NULL,              -- unix time, seconds
-    warnings TEXT NOT NULL DEFAULT '[]'    -- JSON list of strings
-);
-CREATE TABLE IF NOT EXISTS frames (
-    -- one row per video holding all its frames: one B-tree entry instead of hundreds
-    video_id INTEGER PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
-    timestamps BLOB NOT NULL,              -- (n,) little-endian float64 seconds
-    vectors BLOB NOT NULL                  -- (n, D) little-endian float16, L2-normalised
-);
-CREATE TABLE IF NOT EXISTS failures (
-    path TEXT PRIMARY KEY,
-    reason TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    at REAL NOT NULL                       -- unix time, seconds
-);
-"""
 
 # Migrations: MIGRATIONS[v] upgrades a library at schema version v to v + 1, inside the
 # write transaction that also bumps ``schema_version``. Empty while there is only version 1.
@@ -130,77 +107,33 @@ def _resolve(path: str | os.PathLike) -> str:
     return str(Path(path).expanduser().resolve())
 
 
-def _connect(db_path: Path) -> sqlite3.Connection:
-    # isolation_level=None: no implicit transactions; every transaction here is explicit.
-    # check_same_thread=False: a web server calls from a thread pool; Library serialises
-    # access with its own lock.
-    conn = sqlite3.connect(db_path, isolation_level=None, timeout=30.0, check_same_thread=False)
-    conn.execute("PRAGMA foreign_keys = ON")  # per connection: needed for ON DELETE CASCADE
-    conn.execute("PRAGMA synchronous = NORMAL")  # WAL: atomic, fsync at checkpoints only
-    return conn
-
-
 def _row_to_record(row: tuple) -> VideoRecord:
     (vid, path, size, mtime_ns, fingerprint, duration, fps, width, height, num_frames,
      indexed_at, warnings) = row
+    try:
+        notes = tuple(str(w) for w in json.loads(warnings or "[]"))
+    except (TypeError, ValueError):  # a garbled warnings cell must not hide the video
+        notes = (str(warnings),)
     return VideoRecord(int(vid), path, int(size), int(mtime_ns), fingerprint, float(duration),
                        float(fps), int(width), int(height), int(num_frames), float(indexed_at),
-                       tuple(json.loads(warnings or "[]")))
+                       notes)
 
 
 _SELECT_VIDEO = "SELECT id, " + ", ".join(_RECORD_FIELDS) + " FROM videos"
 
 
 def _decode_frames(timestamps: bytes, vectors: bytes, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """SQLite blobs -> timestamps (n,) float64 seconds, vectors (n, D) float32."""
+    """SQLite blobs -> timestamps (n,) float64 seconds, vectors (n, D) float32.
+
+    Raises sqlite3.DatabaseError when the blob sizes disagree (damage SQLite cannot see)."""
+    if len(timestamps) % TIME_DTYPE.itemsize or \
+            len(vectors) != len(timestamps) // TIME_DTYPE.itemsize * dim * VECTOR_DTYPE.itemsize:
+        raise sqlite3.DatabaseError(
+            f"database disk image is malformed (frame blobs of {len(timestamps)} and "
+            f"{len(vectors)} bytes do not match)")
     times = np.frombuffer(timestamps, dtype=TIME_DTYPE).astype(np.float64)
     matrix = np.frombuffer(vectors, dtype=VECTOR_DTYPE).reshape(-1, dim).astype(np.float32)
     return times, matrix
-
-
-class FileLock:
-    """An ``flock`` on a file, per open file description (so it also excludes a second
-    ``open()`` in the same process). Released by :meth:`release` or by process death."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fd: int | None = None
-
-    def try_acquire(self, mode: int = fcntl.LOCK_EX, wait_s: float = 0.0) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                self.fd = fd
-                return True
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    return False
-                time.sleep(0.05)
-
-    def acquire_blocking(self, mode: int = fcntl.LOCK_EX) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, mode)
-        self.fd = fd
-
-    def write_pid(self) -> None:
-        assert self.fd is not None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
-
-    def holder_pid(self) -> str:
-        try:
-            return self.path.read_text().strip() or "unknown"
-        except OSError:
-            return "unknown"
-
-    def release(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
 
 
 class Library:
@@ -211,18 +144,21 @@ class Library:
     search, and their tuning attributes).
     """
 
-    def __init__(self, root: Path, conn: sqlite3.Connection, meta: dict[str, str]):
-        """Private: use :meth:`open`, :meth:`create` or :meth:`open_or_create`."""
+    def __init__(self, root: Path, conn: sqlite3.Connection, meta: dict):
+        """Private: use :meth:`open`, :meth:`create` or :meth:`open_or_create`. ``meta`` as
+        :func:`.db.parse_meta` returns it."""
         self.root = root
         self._conn = conn
         self._lock = threading.RLock()
-        self.schema_version = int(meta["schema_version"])
-        self.model: dict = json.loads(meta["model"])
-        self.sampling: dict = json.loads(meta["sampling"])
-        self.created_at = float(meta.get("created_at", "0"))
-        self.videolens_version = meta.get("videolens_version", "")
+        self.schema_version: int = meta["schema_version"]
+        self.model: dict = meta["model"]
+        self.sampling: dict = meta["sampling"]
+        self.created_at: float = meta["created_at"]
+        self.videolens_version: str = meta["videolens_version"]
         self.embed_dim = int(self.model["embed_dim"])
         self.vectors = VectorIndex(self)
+        # quick_check already run on this connection (on open, or before the first write)
+        self._checked = False
 
     # ------------------------------------------------------------------ opening and creating
 
@@ -235,91 +171,131 @@ class Library:
         return self.root / VECTORS_DIR
 
     @classmethod
-    def create(cls, root: str | os.PathLike, model: dict, sampling: dict) -> Library:
+    def create(cls, root: str | os.PathLike, model: dict, sampling: dict, *,
+               lock: WriteLock | None = None) -> Library:
         """Create a library at ``root`` bound to ``model`` and ``sampling``.
 
         ``model`` = ``{"name", "fingerprint", "embed_dim", "kind"}``; ``sampling`` is stored
         as given (e.g. ``{"kind": "rate", "fps": 1.0}``). LibraryError if one exists already.
+        Atomic: the database is built under a temporary name and renamed into place, so a
+        kill leaves no library or a whole one. A blank file left by an older videolens killed
+        while creating is replaced. ``lock``: the folder's :class:`WriteLock` if the caller
+        holds it already; otherwise it is taken for the moment of creation.
         """
         missing = {"name", "fingerprint", "embed_dim", "kind"} - set(model)
         if missing:
             raise ValueError(f"model metadata lacks {sorted(missing)}")
         root = Path(root).expanduser().resolve()
+        db_path = root / DB_NAME
+        if db_path.exists() and not cls._blank(db_path):
+            raise LibraryError("a videolens library already exists here", path=root,
+                               hint="open it instead of creating it")
+        held = lock if lock is not None else WriteLock(root, "library create").acquire()
         try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise LibraryError(f"cannot create the library folder: {err.strerror}", path=root,
-                               hint="choose another --library") from err
-        conn = _connect(root / DB_NAME)
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")  # persistent: stored in the file
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                exists = conn.execute(
-                    "SELECT value FROM meta WHERE key = 'schema_version'"
-                ).fetchone()
-                if exists:
-                    raise LibraryError("a videolens library already exists here", path=root,
-                                       hint="open it instead of creating it")
-                from .. import __version__
+            # under the lock nobody else creates or writes: check again, then build aside
+            replace = db_path.exists()
+            if replace and not cls._blank(db_path):
+                raise LibraryError("a videolens library already exists here", path=root,
+                                   hint="open it instead of creating it")
+            from .. import __version__
 
-                meta = {
-                    "schema_version": str(SCHEMA_VERSION),
-                    "model": json.dumps({**model, "embed_dim": int(model["embed_dim"])}),
-                    "sampling": json.dumps(sampling),
-                    "created_at": repr(time.time()),
-                    "videolens_version": __version__,
-                    "vector_dtype": "float16",
-                }
-                conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except BaseException:
+            meta = {
+                "schema_version": str(SCHEMA_VERSION),
+                "model": json.dumps({**model, "embed_dim": int(model["embed_dim"])}),
+                "sampling": json.dumps(sampling),
+                "created_at": repr(time.time()),
+                "videolens_version": __version__,
+                "vector_dtype": "float16",
+            }
+            built = db.temp_name(root)
+            try:
+                with db.sqlite_errors(built):
+                    db.build_database(built, meta)
+                try:
+                    db.install_database(built, db_path, replace=replace)
+                except FileExistsError:
+                    raise LibraryError("a videolens library already exists here", path=root,
+                                       hint="open it instead of creating it") from None
+            except OSError as err:
+                raise LibraryError(f"cannot create the library: {err.strerror or err}",
+                                   path=root, hint="check the folder's permissions and free "
+                                   "space, or use another --library") from err
+            finally:
+                built.unlink(missing_ok=True)
+            db.remove_stale_builds(root)
+        finally:
+            if lock is None:
+                held.release()
+        return cls.open(root)
+
+    @staticmethod
+    def _blank(db_path: Path) -> bool:
+        """True if ``db_path`` holds no library yet (a create was killed midway)."""
+        try:
+            if db_path.stat().st_size == 0:
+                return True
+            conn = db.connect(db_path)
+        except (OSError, sqlite3.Error):
+            return False
+        try:
+            return db.is_blank(conn)
+        except sqlite3.Error:
+            return False  # unreadable: damage, reported by open
+        finally:
             conn.close()
-            raise
-        return cls(root, conn, meta)
 
     @classmethod
     def open(cls, root: str | os.PathLike) -> Library:
-        """Open the library at ``root``: LibraryError if there is none, or if it was written
-        by a newer videolens; an older schema is migrated."""
+        """Open the library at ``root``: LibraryError if there is none, if it was written by
+        a newer videolens, or (:class:`DamagedLibraryError`) if it is damaged; an older
+        schema is migrated."""
         root = Path(root).expanduser().resolve()
         db_path = root / DB_NAME
         if not db_path.is_file():
             raise LibraryError("no videolens library here", path=root,
                                hint="run `videolens index PATH` first")
-        conn = _connect(db_path)
-        try:
-            meta = cls._read_meta(conn, root)
-            version = int(meta["schema_version"])
-            if version > SCHEMA_VERSION:
-                raise LibraryError(
-                    f"this library was written by a newer videolens (schema {version}; this "
-                    f"one reads up to {SCHEMA_VERSION})", path=root, hint="upgrade videolens")
-            if version < SCHEMA_VERSION:
-                cls._migrate(conn, root, version)
+        with db.sqlite_errors(db_path):
+            conn = db.connect(db_path)
+            try:
                 meta = cls._read_meta(conn, root)
-        except BaseException:
-            conn.close()
-            raise
-        return cls(root, conn, meta)
+                if meta["schema_version"] > SCHEMA_VERSION:
+                    raise LibraryError(
+                        f"this library was written by a newer videolens (schema "
+                        f"{meta['schema_version']}; this one reads up to {SCHEMA_VERSION})",
+                        path=root, hint="upgrade videolens")
+                checked = db_path.stat().st_size <= QUICK_CHECK_OPEN_MAX_BYTES
+                if checked:
+                    cls._quick_check(conn, db_path)
+                if meta["schema_version"] < SCHEMA_VERSION:
+                    cls._migrate(conn, root, meta["schema_version"])
+                    meta = cls._read_meta(conn, root)
+            except BaseException:
+                conn.close()
+                raise
+        library = cls(root, conn, meta)
+        library._checked = checked
+        return library
+
+    @classmethod
+    def open_if_exists(cls, root: str | os.PathLike) -> Library | None:
+        """The library at ``root``, or None when there is none yet — also when a create was
+        killed midway and left a blank file (the next :meth:`create` replaces it)."""
+        db_path = Path(root).expanduser().resolve() / DB_NAME
+        if not db_path.is_file() or cls._blank(db_path):
+            return None
+        return cls.open(root)
 
     @classmethod
     def open_or_create(cls, root: str | os.PathLike, model: dict, sampling: dict) -> Library:
         """Open the library at ``root`` and check it was built with ``model``, or create it."""
-        if not (Path(root).expanduser() / DB_NAME).is_file():
+        library = cls.open_if_exists(root)
+        if library is None:
             try:
                 return cls.create(root, model, sampling)
             except LibraryError as err:
                 if "already exists" not in err.message:  # lost a race with another creator
                     raise
-        library = cls.open(root)
+            library = cls.open(root)
         try:
             library.check_model(model)
         except BaseException:
@@ -327,17 +303,29 @@ class Library:
             raise
         return library
 
-    @staticmethod
-    def _read_meta(conn: sqlite3.Connection, root: Path) -> dict[str, str]:
+    @classmethod
+    def _read_meta(cls, conn: sqlite3.Connection, root: Path) -> dict:
+        db_path = root / DB_NAME
         try:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as err:
-            raise LibraryError(f"not a videolens library ({err})", path=root / DB_NAME,
-                               hint="move it away or use another --library") from err
-        if not {"schema_version", "model", "sampling"} <= set(meta):
-            raise LibraryError("not a videolens library (incomplete metadata)",
-                               path=root / DB_NAME, hint="move it away or use another --library")
-        return meta
+        except sqlite3.OperationalError as err:
+            if "no such table" not in str(err):
+                raise
+            meta = {}
+        if not meta and db.is_blank(conn):
+            raise LibraryError(
+                "this library was never finished: a run was stopped while creating it",
+                path=db_path, hint="rerun the same `videolens index` command; it starts the "
+                "library afresh")
+        return db.parse_meta(meta, db_path)
+
+    @staticmethod
+    def _quick_check(conn: sqlite3.Connection, db_path: Path) -> None:
+        problems = db.quick_check(conn)
+        if problems:
+            raise DamagedLibraryError(
+                f"the library database is damaged ({problems[0]})", path=db_path,
+                hint=db.repair_hint(db_path.parent))
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection, root: Path, version: int) -> None:
@@ -360,6 +348,7 @@ class Library:
                 conn.execute("ROLLBACK")
             raise
 
+    @translated
     def close(self) -> None:
         """Close the database connection and drop memory-mapped cache files."""
         self.vectors.close()
@@ -394,37 +383,52 @@ class Library:
             same = want_fp == have_fp if (want_fp and have_fp) else want_name == have_name
             if "embed_dim" in model and int(model["embed_dim"]) != self.embed_dim:
                 same = False
-        if not same:
+        if same:
+            return
+        if want_name == have_name and not isinstance(model, str):
+            # same name, other fingerprint: the files behind that name changed
             raise LibraryError(
-                f"this library was built with the model {have_name}, not {want_name}",
+                f"the model {have_name} is not the one this library was built with: its "
+                f"weights changed (fingerprint {have_fp}, now {model.get('fingerprint')})",
                 path=self.root,
-                hint=f"use --model {have_name}, or index into another --library",
-            )
+                hint="the stored vectors came from the old weights — put the old files back, "
+                     "or index into another --library (or `videolens library remove '*'` and "
+                     "index again)")
+        raise LibraryError(
+            f"this library was built with the model {have_name}, not {want_name}",
+            path=self.root,
+            hint=f"use --model {have_name}, or index into another --library",
+        )
 
     # ------------------------------------------------------------------ reading
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: every query inside sees the same committed state."""
-        with self._lock:
+        """A read transaction: every query inside sees the same committed state. sqlite3
+        errors inside become :class:`LibraryError` (damage: :class:`DamagedLibraryError`)."""
+        with self._lock, db.sqlite_errors(self.db_path):
             self._conn.execute("BEGIN")
             try:
                 yield self._conn
             finally:
-                self._conn.execute("COMMIT")  # read-only: just ends the snapshot
+                if self._conn.in_transaction:
+                    self._conn.execute("COMMIT")  # read-only: just ends the snapshot
 
+    @translated
     def videos(self) -> list[VideoRecord]:
         """All videos, by id (oldest first)."""
         with self._lock:
             rows = self._conn.execute(_SELECT_VIDEO + " ORDER BY id").fetchall()
         return [_row_to_record(row) for row in rows]
 
+    @translated
     def video(self, id: int) -> VideoRecord | None:
         """The video with this id, or None (never indexed, removed or re-indexed)."""
         with self._lock:
             row = self._conn.execute(_SELECT_VIDEO + " WHERE id = ?", (int(id),)).fetchone()
         return None if row is None else _row_to_record(row)
 
+    @translated
     def video_by_path(self, path: str | os.PathLike) -> VideoRecord | None:
         """The video indexed from ``path`` (resolved to an absolute path), or None."""
         with self._lock:
@@ -432,6 +436,7 @@ class Library:
                                      (_resolve(path),)).fetchone()
         return None if row is None else _row_to_record(row)
 
+    @translated
     def frames(self, video_id: int) -> tuple[np.ndarray, np.ndarray]:
         """A video's frames: timestamps (N,) float64 seconds, vectors (N, D) float32
         L2-normalised (stored as float16). LibraryError if the id is unknown."""
@@ -443,6 +448,7 @@ class Library:
                                hint="it may have been removed or re-indexed")
         return _decode_frames(row[0], row[1], self.embed_dim)
 
+    @translated
     def failures(self) -> dict[str, tuple[str, int, int]]:
         """Files that failed to index: path -> (reason, size in bytes, mtime_ns)."""
         with self._lock:
@@ -450,6 +456,7 @@ class Library:
                 "SELECT path, reason, size, mtime_ns FROM failures ORDER BY path").fetchall()
         return {path: (reason, int(size), int(mtime)) for path, reason, size, mtime in rows}
 
+    @translated
     def stats(self) -> dict:
         """Counts and state: ``videos``, ``frames``, ``bytes`` (on disk, whole folder),
         ``ann`` (an ANN index is in use), ``stale`` (the cache misses added or deleted
@@ -496,6 +503,7 @@ class Library:
         for video_id, times_blob, vectors_blob in cursor:
             yield (int(video_id), *_decode_frames(times_blob, vectors_blob, self.embed_dim))
 
+    @translated
     def frames_of(self, video_ids: Collection[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Frames of many videos at once: id -> (timestamps (n,) seconds, vectors (n, D)
         float32). Unknown ids are left out."""
@@ -514,27 +522,33 @@ class Library:
     # ------------------------------------------------------------------ writing
 
     @contextmanager
-    def writer(self) -> Iterator[LibraryWriter]:
+    def writer(self, lock: WriteLock | None = None) -> Iterator[LibraryWriter]:
         """Exclusive write access: ``with library.writer() as w: w.add_video(...)``.
 
         LibraryError at once if another process (or another writer in this one) holds it.
+        ``lock``: this folder's :class:`WriteLock`, taken earlier by the caller (who also
+        releases it); without it the lock is taken and released here. A small enough
+        database is quick-checked first, so nothing is written into a damaged file.
         """
-        lock = FileLock(self.root / LOCK_NAME)
-        # a short wait covers search's momentary probe of the lock (see writer_running)
-        if not lock.try_acquire(fcntl.LOCK_EX, wait_s=0.5):
-            raise LibraryError(
-                f"another videolens process (pid {lock.holder_pid()}) is writing to this "
-                "library", path=self.root, hint="wait for it to finish, or use another --library")
+        if lock is not None and (not lock.held or lock.root != self.root):
+            raise ValueError(f"writer(lock=...) needs the held WriteLock of {self.root}")
+        held = lock if lock is not None else WriteLock(self.root).acquire()
         writer = None
         try:
-            lock.write_pid()
-            writer = LibraryWriter(self, _connect(self.db_path))
+            if not self._checked and \
+                    self.db_path.stat().st_size <= QUICK_CHECK_WRITE_MAX_BYTES:
+                with self._lock, db.sqlite_errors(self.db_path):
+                    self._quick_check(self._conn, self.db_path)
+                self._checked = True
+            with db.sqlite_errors(self.db_path):
+                writer = LibraryWriter(self, db.connect(self.db_path))
             yield writer
         finally:
             if writer is not None:
                 writer._closed = True
                 writer._conn.close()
-            lock.release()
+            if lock is None:
+                held.release()
 
     def writer_running(self) -> bool:
         """True if some process holds the write lock (probed with a shared lock, released
@@ -575,19 +589,24 @@ class LibraryWriter:
         self._conn = conn
         self._closed = False
 
+    @property
+    def db_path(self) -> Path:
+        return self.library.db_path
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         if self._closed:
             raise LibraryError("this writer is closed", path=self.library.root,
                                hint="use it inside `with library.writer() as writer:`")
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
+        with db.sqlite_errors(self.db_path):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
 
     def add_video(self, record: dict | object, timestamps: np.ndarray,
                   vectors: np.ndarray) -> int:
@@ -636,6 +655,16 @@ class LibraryWriter:
         with self._transaction() as conn:
             cursor = conn.execute("DELETE FROM videos WHERE path = ?", (_resolve(path),))
         return cursor.rowcount > 0
+
+    def remove_videos(self, video_ids: Collection[int]) -> int:
+        """Remove these videos (by id) with their frames in one transaction: all or none.
+        Returns how many were removed (unknown ids are skipped)."""
+        removed = 0
+        with self._transaction() as conn:
+            for video_id in video_ids:
+                removed += conn.execute("DELETE FROM videos WHERE id = ?",
+                                        (int(video_id),)).rowcount
+        return removed
 
     def record_failure(self, path: str | os.PathLike, reason: str, size: int,
                        mtime_ns: int) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import LibraryError
 from . import ann
+from .locks import FileLock
 
 if TYPE_CHECKING:
     from .store import FrameHit, Library
@@ -101,8 +102,6 @@ class VectorIndex:
         gives up at once if another holds the turn). Returns True if a new generation was
         written.
         """
-        from .store import FileLock
-
         self.directory.mkdir(exist_ok=True)
         lock = FileLock(self.directory / "refresh.lock")
         if wait:
