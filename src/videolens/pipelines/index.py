@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import LibraryError, UsageError, VideoDecodeError
 from ..io import FrameReader, Sampling, check_file, file_fingerprint, load_at_rate
-from ..library import Library
+from ..library import Library, WriteLock
 from ..models import VideoTextModel
 from .common import DEFAULT_LIBRARY, Inputs, as_paths, get_model, resolved
 
@@ -111,29 +111,33 @@ def index(
 
     existing_model = None
     store: Library | None = None
-    if (root / "library.sqlite").exists():
-        store = Library.open(root)
-        existing_model = store.model.get("name")
-        if model is not None:
-            model_once()  # a different model is an error before any work
-        if fps is not None and not math.isclose(store.sampling.get("fps", fps), fps):
-            raise LibraryError(
-                f"this library samples {store.sampling.get('fps')} frames/s, not {fps}",
-                path=root,
-                hint="leave --fps out, or index into another --library",
-            )
-    sampling = Sampling(kind="rate", fps=fps or (store.sampling["fps"] if store else DEFAULT_FPS))
-
-    emit = on_event or (lambda kind, path, detail: None)
+    # the writer lock before anything slow: a second run is told at once who is writing,
+    # not after loading a model (or with "already exists" on a library being created)
+    lock = WriteLock(root, "index run").acquire()
     try:
+        store = Library.open_if_exists(root)
+        if store is not None:
+            existing_model = store.model.get("name")
+            if model is not None:
+                model_once()  # a different model is an error before any work
+            if fps is not None and not math.isclose(store.sampling.get("fps", fps), fps):
+                raise LibraryError(
+                    f"this library samples {store.sampling.get('fps')} frames/s, not {fps}",
+                    path=root,
+                    hint="leave --fps out, or index into another --library",
+                )
+        sampling = Sampling(kind="rate",
+                            fps=fps or (store.sampling["fps"] if store else DEFAULT_FPS))
+        emit = on_event or (lambda kind, path, detail: None)
         if store is None:
             encoder = model_once()
             store = Library.create(
                 root,
                 encoder.meta,
                 {"kind": "rate", "fps": sampling.fps, "max_side": encoder.frame_max_side},
+                lock=lock,
             )
-        with store.writer() as writer:
+        with store.writer(lock) as writer:
             todo = _plan(store, candidates, summary, retry_failed, emit)
             if todo:
                 _run(todo, store, writer, model_once(), sampling, workers, progress, summary,
@@ -151,6 +155,7 @@ def index(
     finally:
         if store is not None:
             store.close()
+        lock.release()
         summary.seconds = time.perf_counter() - started
     return summary
 
