@@ -89,7 +89,7 @@ def run_index(args: argparse.Namespace) -> int:
         args.paths, library=args.library, model=args.model, fps=args.fps,
         device=args.device, dtype=args.dtype, workers=args.workers, prune=args.prune,
         engine=engine_from_args(args),
-        retry_failed=args.retry_failed, on_event=report,
+        retry_failed=args.retry_failed, max_frames=args.max_frames, on_event=report,
         progress=not args.quiet and sys.stderr.isatty(),
     )
     if not (summary.indexed or summary.unchanged or summary.failed or args.prune

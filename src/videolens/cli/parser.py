@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="drop library entries whose file is gone")
     index.add_argument("--retry-failed", action="store_true",
                        help="try again files that failed before and have not changed")
+    index.add_argument("--max-frames", type=int, default=36_000, metavar="N",
+                       help="frames kept per video at most, with a warning for longer videos "
+                       "(default 36000: 10 hours at 1 frame/s)")
     index.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
     index.add_argument("--json", action="store_true", help="the summary as JSON on stdout")
     index.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -46,7 +46,8 @@ class Frames:
     each returned frame (same leading shape). ``requested``: the times asked for (for clips: the
     frames' own times). ``warnings``: one line per problem worked around (damaged data, a
     stream shorter than declared). ``decoded_frames`` / ``seeks``: what the decoder did, for
-    tests and benchmarks.
+    tests and benchmarks. ``stream_end``: seconds of the stream's last frame when decoding
+    reached the end of the stream, else ``None`` (a time past it repeats that frame).
     """
 
     frames: np.ndarray
@@ -55,13 +56,15 @@ class Frames:
     warnings: list[str] = field(default_factory=list)
     decoded_frames: int = 0
     seeks: int = 0
+    stream_end: float | None = None
 
 
 @dataclass
 class _Decoded:
     time: float  # seconds, relative to the stream start
-    frame: av.VideoFrame
+    frame: av.VideoFrame | None  # dropped once the frame is chosen and converted
     clean: bool  # decoded without errors, not predicted from a damaged frame
+    image: np.ndarray | None = None  # (h, w, 3) uint8 RGB upright, once chosen
 
 
 class _Damaged(Exception):
@@ -71,8 +74,11 @@ class _Damaged(Exception):
 class _StreamDecoder:
     """Decoding state for one open stream: positions, counters and error bookkeeping."""
 
-    def __init__(self, path: str, container, stream) -> None:
+    def __init__(self, path: str, container, stream, max_short_side: int | None = None
+                 ) -> None:
         self.path = path
+        self.max_short_side = max_short_side
+        self.out_size: tuple[int, int] | None = None  # coded (w, h) every frame converts to
         self.container = container
         self.stream = stream
         self.time_base: Fraction = stream.time_base or Fraction(1, 1000)
@@ -87,6 +93,18 @@ class _StreamDecoder:
 
     def seconds(self, pts: int) -> float:
         return float((pts - self.start_pts) * self.time_base)
+
+    def take(self, decoded: _Decoded) -> _Decoded:
+        """Convert a chosen frame to RGB now, at the size it is kept at, and let go of the
+        decoder's full-size picture: only small RGB frames are ever held, so memory follows
+        the number of frames and ``max_short_side``, not the video's resolution."""
+        if decoded.image is None:
+            frame = decoded.frame
+            if self.out_size is None:
+                self.out_size = output_size(frame.width, frame.height, self.max_short_side)
+            decoded.image = to_rgb(frame, self.out_size)
+            decoded.frame = None
+        return decoded
 
     def to_pts(self, seconds: float) -> int:
         return self.start_pts + math.floor(seconds / self.time_base)
@@ -174,13 +192,16 @@ def stream_start_pts(stream) -> int:
     return stream.start_time if stream.start_time is not None else 0
 
 
-def read_frames(path: str | os.PathLike, times: Sequence[float]) -> Frames:
+def read_frames(path: str | os.PathLike, times: Sequence[float], *,
+                max_short_side: int | None = None) -> Frames:
     """For each requested time ``t`` (seconds from the stream start, any order, repeats
     allowed): the LAST frame whose presentation time is ``<= t`` (the first frame when ``t``
     precedes it, the last when ``t`` is past the end).
 
     Returns :class:`Frames` with ``frames`` ``(T, H, W, 3)`` uint8 RGB (rotation applied),
     ``timestamps`` ``(T,)`` the chosen frames' presentation times, in request order.
+    ``max_short_side``: frames whose shorter side is larger are scaled down (area
+    interpolation, aspect kept) as they are converted, so no full-size RGB frame is held.
 
     Raises:
         VideoDecodeError: the file cannot be opened or no frame of it decodes. Damaged data
@@ -196,7 +217,7 @@ def read_frames(path: str | os.PathLike, times: Sequence[float]) -> Frames:
     targets, inverse = np.unique(requested, return_inverse=True)  # sorted, deduplicated
     inverse = inverse.reshape(-1)
     with open_video(name) as (container, stream):
-        decoder = _StreamDecoder(name, container, stream)
+        decoder = _StreamDecoder(name, container, stream, max_short_side)
         seek_points = decoder.seek_points()
         duration = declared_duration(container, stream)
         if _prefer_sequential(targets, seek_points, duration):
@@ -212,7 +233,7 @@ def read_frames(path: str | os.PathLike, times: Sequence[float]) -> Frames:
             pass  # damaged data or a container that cannot seek: one tolerant pass instead
     with open_video(name) as (container, stream):
         stream.codec_context.thread_type = "AUTO"
-        retry = _StreamDecoder(name, container, stream)
+        retry = _StreamDecoder(name, container, stream, max_short_side)
         retry.decoded, retry.seeks = decoder.decoded, decoder.seeks  # report the total work
         return _finish(retry, _select_sequential(retry, targets), targets, inverse, requested)
 
@@ -223,7 +244,8 @@ def _finish(decoder: _StreamDecoder, chosen: list[_Decoded], targets: np.ndarray
     frames, timestamps = _to_arrays([chosen[j] for j in inverse])
     warnings = _warnings(decoder, targets)
     return Frames(frames=frames, timestamps=timestamps, requested=requested, warnings=warnings,
-                  decoded_frames=decoder.decoded, seeks=decoder.seeks)
+                  decoded_frames=decoder.decoded, seeks=decoder.seeks,
+                  stream_end=decoder.last_time if decoder.reached_end else None)
 
 
 def _prefer_sequential(targets: np.ndarray, seek_points: np.ndarray | None,
@@ -257,7 +279,7 @@ def _select_sparse(decoder: _StreamDecoder, targets: np.ndarray,
     pending: _Decoded | None = None  # first frame after the previous target (already decoded)
     for t in targets:
         if pending is not None and pending.time > t + EPS:
-            answers.append(previous or pending)
+            answers.append(decoder.take(previous or pending))
             continue
         frontier = pending.time if pending else previous.time if previous else -math.inf
         if frames is None or _should_seek(frontier, t, seek_points):
@@ -268,7 +290,7 @@ def _select_sparse(decoder: _StreamDecoder, targets: np.ndarray,
         answer = previous or pending
         if answer is None:
             raise _Damaged  # nothing decoded around here: let the tolerant pass decide
-        answers.append(answer)
+        answers.append(decoder.take(answer))
     return answers
 
 
@@ -309,7 +331,7 @@ def _select_sequential(decoder: _StreamDecoder, targets: np.ndarray) -> list[_De
     """One tolerant pass over the whole stream. Picks from clean frames when any decoded
     cleanly (else from whatever decoded); a target before the first usable frame gets that
     frame. Raises VideoDecodeError when nothing decodes."""
-    clean, anything = _Picker(targets), _Picker(targets)
+    clean, anything = _Picker(targets, decoder.take), _Picker(targets, decoder.take)
     try:
         for decoded in decoder.frames(None, strict=False):
             anything.offer(decoded)
@@ -331,8 +353,9 @@ def _select_sequential(decoder: _StreamDecoder, targets: np.ndarray) -> list[_De
 class _Picker:
     """Streaming 'last frame at or before t' over frames offered in presentation order."""
 
-    def __init__(self, targets: np.ndarray) -> None:
+    def __init__(self, targets: np.ndarray, take: Callable[[_Decoded], _Decoded]) -> None:
         self.targets = targets
+        self.take = take  # converts a frame the moment it becomes an answer
         self.answers: list[_Decoded | None] = [None] * len(targets)
         self.next = 0  # first target not yet settled
         self.waiting: list[int] = []  # targets before the first offered frame
@@ -343,10 +366,10 @@ class _Picker:
             if self.previous is None:
                 self.waiting.append(self.next)
             else:
-                self.answers[self.next] = self.previous
+                self.answers[self.next] = self.take(self.previous)
             self.next += 1
         for index in self.waiting:
-            self.answers[index] = decoded
+            self.answers[index] = self.take(decoded)
         self.waiting.clear()
         self.previous = decoded
 
@@ -354,7 +377,7 @@ class _Picker:
         if self.previous is None:
             return None
         for index in range(self.next, len(self.targets)):
-            self.answers[index] = self.previous
+            self.answers[index] = self.take(self.previous)
         return self.answers  # type: ignore[return-value]
 
 
@@ -377,11 +400,24 @@ def _warnings(decoder: _StreamDecoder, targets: np.ndarray) -> list[str]:
     return warnings
 
 
+def output_size(width: int, height: int, max_short_side: int | None) -> tuple[int, int]:
+    """Coded ``(width, height)`` scaled so the shorter side is at most ``max_short_side``
+    (unchanged when it already is, or when ``max_short_side`` is None)."""
+    short = min(width, height)
+    if not max_short_side or short <= max_short_side:
+        return width, height
+    scale = max_short_side / short
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB of a decoded frame, turned upright by its display rotation.
-    ``size``: coded ``(width, height)`` to scale to, for streams that change size mid-way."""
+    ``size``: coded ``(width, height)`` to scale to (streams that change size mid-way, or a
+    smaller size to keep); scaling down uses area averaging, which does not alias."""
     if size is not None and (frame.width, frame.height) != size:
-        image = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+        shrinking = size[0] * size[1] < frame.width * frame.height
+        image = frame.to_ndarray(format="rgb24", width=size[0], height=size[1],
+                                 interpolation="AREA" if shrinking else None)
     else:
         image = frame.to_ndarray(format="rgb24")
     # the display matrix rotates counter-clockwise by `rotation`; np.rot90 with k > 0 turns
@@ -391,15 +427,9 @@ def to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndar
 
 
 def _to_arrays(chosen: list[_Decoded]) -> tuple[np.ndarray, np.ndarray]:
-    """Stack chosen frames (converting each distinct frame once) -> (T, H, W, 3), (T,)."""
-    converted: dict[int, np.ndarray] = {}
-    size = (chosen[0].frame.width, chosen[0].frame.height)
-    images = []
-    for decoded in chosen:
-        key = id(decoded)
-        if key not in converted:
-            converted[key] = to_rgb(decoded.frame, size)
-        images.append(converted[key])
+    """Stack chosen frames (each converted once, by :meth:`_StreamDecoder.take`) ->
+    (T, H, W, 3), (T,)."""
+    images = [decoded.image for decoded in chosen]
     timestamps = np.array([decoded.time for decoded in chosen], dtype=np.float64)
     return np.stack(images), timestamps
 
@@ -459,11 +489,13 @@ def read_clips(path: str | os.PathLike, clip_len: int, stride: int,
                   warnings=warnings, decoded_frames=decoder.decoded, seeks=decoder.seeks)
 
 
-def load_video(path: str | os.PathLike, sampling: Sampling) -> tuple[VideoInfo, Frames]:
-    """Probe a file and sample it: the unit of work the pipeline runs per video."""
+def load_video(path: str | os.PathLike, sampling: Sampling, *,
+               max_short_side: int | None = None) -> tuple[VideoInfo, Frames]:
+    """Probe a file and sample it: the unit of work the pipeline runs per video.
+    ``max_short_side``: as for :func:`read_frames` (uniform and rate sampling)."""
     name = os.fspath(path)
     with open_video(name) as (container, stream):
         info = video_info(name, container, stream)
     if sampling.kind == "dense":
         return info, read_clips(name, sampling.clip_len, sampling.stride, sampling.frame_step)
-    return info, read_frames(name, sampling.times(info.duration))
+    return info, read_frames(name, sampling.times(info.duration), max_short_side=max_short_side)

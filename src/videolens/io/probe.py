@@ -61,6 +61,11 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         return video_info(path, container, stream)
 
 
+# One decoded frame of this size is ~100 MB in YUV and FFmpeg keeps several for reference:
+# past it, a small malicious file could ask for gigabytes. 8K (33 Mpx) stays well inside.
+MAX_PIXELS = 8192 * 8192
+
+
 @contextmanager
 def open_video(path: str | os.PathLike) -> Iterator[tuple[av.container.InputContainer,
                                                           av.video.stream.VideoStream]]:
@@ -83,6 +88,15 @@ def open_video(path: str | os.PathLike) -> Iterator[tuple[av.container.InputCont
             raise VideoDecodeError(
                 f"has no video stream (found: {found})", path=name,
                 hint="pass a video file; audio-only files cannot be analysed",
+            )
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width * height > MAX_PIXELS:
+            raise VideoDecodeError(
+                f"frames are {width}x{height} ({width * height / 1e6:.0f} megapixels), above "
+                f"videolens' limit of {MAX_PIXELS / 1e6:.0f} megapixels (8192x8192)",
+                path=name,
+                hint="scale it down first, e.g. ffmpeg -i IN -vf scale=3840:-2 OUT.mp4",
             )
         fmt = container.format.name
         if fmt in _IMAGE_FORMATS or (fmt.endswith("_pipe") and fmt not in _ANIMATED_PIPES):

@@ -6,12 +6,15 @@ import math
 
 import numpy as np
 
+from ..errors import UsageError
 from .decode import Frames, read_frames
 from .probe import VideoInfo, probe
 from .sampling import Sampling
 
-# Frames read per seek pass, bounding the full-resolution frames alive at once.
+# Frames requested per read_frames call: the times of a long video never exist all at once.
 CHUNK = 64
+# Frames one video may give a library at most (10 hours at 1 frame/s); --max-frames.
+DEFAULT_MAX_FRAMES = 36_000
 
 
 def shrink(frames: np.ndarray, max_side: int) -> np.ndarray:
@@ -28,24 +31,53 @@ def shrink(frames: np.ndarray, max_side: int) -> np.ndarray:
     )
 
 
-def load_at_rate(path: str, sampling: Sampling, max_side: int) -> tuple[VideoInfo, Frames]:
-    """Worker-side loader: frames at ``sampling``'s fixed rate, shrunk to ``max_side``, read
-    in chunks of :data:`CHUNK`.
+def load_at_rate(path: str, sampling: Sampling, max_side: int,
+                 max_short_side: int | None = None,
+                 max_frames: int = DEFAULT_MAX_FRAMES) -> tuple[VideoInfo, Frames]:
+    """Worker-side loader: frames at ``sampling``'s fixed rate, shrunk to ``max_side`` (longer
+    side), read in chunks of :data:`CHUNK` frames, each converted at most
+    ``max_short_side`` pixels on its shorter side as it is decoded.
 
-    Times that land on the same frame (a file with fewer frames per second than the
-    sampling rate) are kept once, so each returned frame is a distinct one.
+    Memory follows the frames the file really has, not the duration it declares: the times
+    are generated chunk by chunk, reading stops at the first chunk past the last frame, and
+    at most ``max_frames`` frames are kept (a warning says so). Times that land on the same
+    frame (a file with fewer frames per second than the sampling rate) are kept once, so each
+    returned frame is a distinct one.
     """
+    if max_frames < 1:
+        raise UsageError(f"--max-frames must be at least 1, got {max_frames}")
     info = probe(path)
-    times = sampling.times(info.duration)
-    images, stamps, warnings = [], [], []
-    decoded = 0
-    for chunk in np.array_split(times, max(1, math.ceil(len(times) / CHUNK))):
-        sampled = read_frames(path, chunk)
-        images.append(shrink(sampled.frames, max_side))
-        stamps.append(sampled.timestamps)
-        warnings.extend(w for w in sampled.warnings if w not in warnings)
+    rate = sampling.fps
+    count = max(1, math.ceil(max(info.duration, 0.0) * rate - 1e-9))
+    warnings: list[str] = []
+    if count > max_frames:
+        warnings.append(
+            f"sampled only the first {max_frames} frames ({max_frames / rate:.0f} s at "
+            f"{rate:g}/s) of {info.duration:.0f} s: raise --max-frames to keep more")
+        count = max_frames
+    images, stamps = [], []
+    decoded, last = 0, -math.inf
+    for start in range(0, count, CHUNK):
+        chunk = np.arange(start, min(count, start + CHUNK), dtype=np.float64) / rate
+        sampled = read_frames(path, chunk, max_short_side=max_short_side)
         decoded += sampled.decoded_frames
+        warnings.extend(w for w in sampled.warnings if w not in warnings)
+        fresh = sampled.timestamps > last  # frames not already kept from an earlier chunk
+        if fresh.any():
+            kept = np.flatnonzero(fresh)
+            _, first = np.unique(sampled.timestamps[kept], return_index=True)
+            kept = kept[np.sort(first)]
+            images.append(shrink(sampled.frames[kept], max_side))
+            stamps.append(sampled.timestamps[kept])
+            last = float(stamps[-1][-1])
+        if sampled.stream_end is not None and chunk[-1] > sampled.stream_end:
+            # decoding reached the end of the stream: every later time repeats its last frame
+            warnings = [w for w in warnings if not w.startswith("the video stream ends at")]
+            if start + CHUNK < count or sampled.stream_end + 2.0 / rate < info.duration:
+                warnings.append(
+                    f"the file declares {info.duration:.2f} s but its last frame is at "
+                    f"{sampled.stream_end:.2f} s; sampling stopped there")
+            break
     frames, timestamps = np.concatenate(images), np.concatenate(stamps)
-    _, first = np.unique(timestamps, return_index=True)
-    keep = np.sort(first)
-    return info, Frames(frames[keep], timestamps[keep], times, warnings, decoded)
+    requested = np.arange(min(count, start + CHUNK), dtype=np.float64) / rate
+    return info, Frames(frames, timestamps, requested, warnings, decoded)

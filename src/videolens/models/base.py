@@ -50,6 +50,10 @@ class VideoTextModel(ABC):
             for this model at a fixed rate (index, localize): CLIP-family processors resize
             to 224-384 px, so 448 keeps their input exact while a long video stays small in
             memory and cheap to hand between processes.
+        decode_short_side: frames are scaled while they are decoded so that their shorter
+            side is at most this many pixels (twice the 224-px input of CLIP-family
+            processors, so the processor's own resize still has detail to work with): memory
+            then depends on the model's input size, not on the video's resolution.
         fingerprint: identifies the weights (used to key on-disk caches).
         embed_dim: D, the width of every embedding.
     """
@@ -59,6 +63,7 @@ class VideoTextModel(ABC):
     num_frames: int | None = None
     default_frames: int = 8
     frame_max_side: int = 448
+    decode_short_side: int = 448
     fingerprint: str = ""
     embed_dim: int
     device: torch.device

@@ -10,10 +10,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, VideoDecodeError
-from ..io import FrameReader, Sampling
+from ..io import FrameReader, Sampling, load_video
 from ..models import VideoTextModel, build_zero_shot_classifier
 from ..tasks.classify import LabelScore, rank_labels
 from ..text import LabelSet, build_prompts, load_labels
@@ -103,12 +104,14 @@ def iter_classify(
         bar = tqdm(total=len(paths), unit="video", file=sys.stderr, dynamic_ncols=True)
     sampling = Sampling(kind="uniform", num_frames=num_frames)
     try:
+        loader = partial(load_video, max_short_side=encoder.decode_short_side)
         if engine == "local":
-            reader = FrameReader(sampling, workers=workers, isolate=isolate)
+            reader = FrameReader(sampling, workers=workers, isolate=isolate, loader=loader)
         else:  # Ray decodes and encodes: each result also carries the video's embedding
             from .ray_engine import RayReader
 
-            reader = RayReader(engine, sampling, encoder, output="video", ordered=True)
+            reader = RayReader(engine, sampling, encoder, output="video", loader=loader,
+                               ordered=True)
         with reader:
             for path, loaded, *encoded in reader.map(paths):
                 yield _classify_one(

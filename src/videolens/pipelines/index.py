@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import LibraryError, UsageError, VideoDecodeError
 from ..io import FrameReader, Sampling, check_file, file_fingerprint, load_at_rate
+from ..io.rate import DEFAULT_MAX_FRAMES
 from ..library import Library, WriteLock
 from ..models import VideoTextModel
 from .common import DEFAULT_LIBRARY, Inputs, as_paths, get_model, resolved
@@ -74,6 +75,7 @@ def index(
     prune: bool = False,
     retry_failed: bool = False,
     engine: str | RayEngine = "local",
+    max_frames: int = DEFAULT_MAX_FRAMES,
     progress: bool = False,
     on_event=None,
 ) -> IndexSummary:
@@ -85,6 +87,8 @@ def index(
     is gone. The first run creates the library bound to ``model`` (default ``clip-b32``) and
     ``fps`` (default 1 frame/s); later runs use what the library was built with, and naming
     another model or rate is a :class:`LibraryError`.
+
+    ``max_frames``: frames kept per video at most (a warning names the videos cut short).
 
     ``engine``: ``"local"`` decodes in ``workers`` processes and encodes here; ``"ray"``
     (or a :class:`~videolens.pipelines.ray_engine.RayEngine`) decodes and encodes on Ray
@@ -140,8 +144,8 @@ def index(
         with store.writer(lock) as writer:
             todo = _plan(store, candidates, summary, retry_failed, emit)
             if todo:
-                _run(todo, store, writer, model_once(), sampling, workers, progress, summary,
-                     emit, engine)
+                _run(todo, writer, model_once(), sampling, workers, max_frames, progress,
+                     summary, emit, engine)
             if prune:
                 for record in store.videos():
                     if not os.path.exists(record.path):
@@ -189,14 +193,15 @@ def _plan(store, candidates, summary, retry_failed, emit) -> dict[str, tuple[int
     return todo
 
 
-def _run(todo, store, writer, model, sampling, workers, progress, summary, emit,
+def _run(todo, writer, model, sampling, workers, max_frames, progress, summary, emit,
          engine) -> None:
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), unit="video", file=sys.stderr, dynamic_ncols=True)
-    loader = partial(load_at_rate, max_side=model.frame_max_side)
+    loader = partial(load_at_rate, max_side=model.frame_max_side,
+                     max_short_side=model.decode_short_side, max_frames=max_frames)
     try:
         if engine == "local":
             reader = FrameReader(sampling, workers=workers, loader=loader)

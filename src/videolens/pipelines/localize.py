@@ -83,7 +83,8 @@ def localize(
         used_fps = fps or DEFAULT_LOCALIZE_FPS
         if not used_fps > 0:
             raise UsageError(f"--fps must be positive, got {used_fps}")
-        loader = partial(load_at_rate, max_side=encoder.frame_max_side)
+        loader = partial(load_at_rate, max_side=encoder.frame_max_side,
+                         max_short_side=encoder.decode_short_side)
         with FrameReader(Sampling(kind="rate", fps=used_fps), loader=loader) as reader:
             [(_, loaded)] = list(reader.map([os.path.expanduser(os.fspath(video))]))
         if isinstance(loaded, VideoDecodeError):
