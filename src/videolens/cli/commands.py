@@ -179,14 +179,25 @@ def run_eval(args: argparse.Namespace) -> int:
     if not shots or min(shots) < 1 or not seeds:
         note("error: --shots needs positive integers and --seeds at least one seed")
         return EXIT_USAGE
+    if args.protocol == "counterfactual" and not args.data:
+        note("error: counterfactual needs --data FILE (JSON Lines with video, caption, "
+             "counterfactuals)")
+        return EXIT_USAGE
+    if args.protocol != "counterfactual" and (not args.dataset or not args.root):
+        note(f"error: {args.protocol} needs --dataset NAME and --root DIR")
+        return EXIT_USAGE
     engine = engine_from_args(args)  # before the model: a missing Ray is a quick error
     model = load_model(args.model, args.device, args.dtype)
     result = evaluate(
         args.protocol, args.dataset, args.root, model=model, split=args.split,
-        frames=args.frames, templates=args.template, overrides=args.class_texts,
+        frames=args.frames, stride=args.stride, views=args.views, crops=args.crops,
+        ensemble=args.ensemble, recipe=args.recipe,
+        templates=args.template, overrides=args.class_texts,
         class_names_file=args.class_names, split_files=args.split_file,
+        video_lists=args.video_list,
         k400_classes=args.k400_classes, subsets=args.subsets, subset_size=args.subset_size,
         seed=args.seed, shots=shots, seeds=seeds, train_split=args.train_split,
+        v2t=args.v2t, actionless=args.actionless, data=args.data, score=args.score,
         workers=args.workers, engine=engine, progress=not args.quiet and sys.stderr.isatty(),
     )
     for path, reason in list(result.failures.items())[:20]:

@@ -124,18 +124,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "protocol", choices=["zero-shot", "cross-dataset", "base-to-novel", "few-shot",
-                             "retrieval"])
-    evaluate.add_argument("--dataset", required=True,
+                             "retrieval", "counterfactual"])
+    evaluate.add_argument("--dataset", default=None,
                           help="ucf101, hmdb51, kinetics400/600/700, ssv2, charades, msrvtt, "
-                          "generic")
-    evaluate.add_argument("--root", required=True, metavar="DIR",
-                          help="the dataset folder (official layout)")
+                          "generic (required except for counterfactual)")
+    evaluate.add_argument("--root", default=None, metavar="DIR",
+                          help="the dataset folder (official layout); for counterfactual, "
+                          "another folder to look for its videos in")
     evaluate.add_argument("--split", default=None,
-                          help="a split (e.g. test1, val, all), or 'splits' for mean ± std over "
-                          "the three official test splits (default: the dataset's)")
+                          help="a split (e.g. test1, val, all; HMDB51 'full' = split-1 videos "
+                          "marked 1 or 2), or 'splits' for mean ± std over the three official "
+                          "test splits (default: the dataset's)")
     add_model_options(evaluate)
+    evaluate.add_argument("--recipe", default=None,
+                          choices=["froster", "vificlip", "xclip", "openvclip"],
+                          help="a paper's test recipe: frames, stride, views, crops, templates "
+                          "and class texts as its test config sets them (options given "
+                          "explicitly override it)")
     evaluate.add_argument("--frames", type=int, default=None,
-                          help="frames per video (default: the model's)")
+                          help="frames per view (default: the recipe's, else the model's)")
+    evaluate.add_argument("--stride", type=int, default=None,
+                          help="dense clips: --frames frames this many apart at 30 fps "
+                          "(slowfast style; default: segment sampling)")
+    evaluate.add_argument("--views", type=int, default=None,
+                          help="temporal views per video, scores averaged (default 1)")
+    evaluate.add_argument("--crops", type=int, default=None, choices=[1, 3],
+                          help="spatial crops per view: 1 (centre) or 3 (default 1)")
+    evaluate.add_argument("--ensemble", default=None, choices=["logits", "probs", "frames"],
+                          help="how views combine: mean logits, mean probabilities, or all "
+                          "frames as one clip (default: logits, or the recipe's)")
     evaluate.add_argument("--template", action="append", default=None, metavar="TEXT",
                           help="prompt template with {} (repeatable; default: built-in set)")
     evaluate.add_argument("--class-texts", metavar="FILE", default=None,
@@ -145,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split-file", action="append", default=[], metavar="PATH",
                           help="published split file or folder (cross-dataset subsets, "
                           "base-to-novel splits); repeat for several")
+    evaluate.add_argument("--video-list", action="append", default=[], metavar="FILE",
+                          help="cross-dataset: published video list per subset (ViFi-CLIP's "
+                          "ZS_split<k>_K600_eval.txt); repeat in subset order")
     evaluate.add_argument("--k400-classes", metavar="PATH", default=None,
                           help="cross-dataset: Kinetics-400 root, CSV or class list")
     evaluate.add_argument("--subsets", type=int, default=3,
@@ -159,6 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--train-split", default=None,
                           help="few-shot: split to draw shots from (default: train<N> for "
                           "test<N>)")
+    evaluate.add_argument("--v2t", default="clip4clip", choices=["clip4clip", "all-captions"],
+                          help="retrieval with several captions per video: rank caption sets "
+                          "by their best caption (CLIP4Clip, default) or every caption")
+    evaluate.add_argument("--actionless", default="exclude", choices=["exclude", "negative"],
+                          help="multi-label mAP: leave videos without any class out of the "
+                          "ranking (Charades_v1_classify.m, default) or rank them as negatives")
+    evaluate.add_argument("--data", metavar="FILE", default=None,
+                          help="counterfactual: JSON Lines (video, caption, counterfactuals) "
+                          "or a Feint6K CSV")
+    evaluate.add_argument("--score", default="cosine", choices=["cosine", "softmax"],
+                          help="counterfactual: rank captions by cosine, or by a softmax over "
+                          "the videos per caption (the Feint6K release's example)")
     evaluate.add_argument("--workers", type=int, default=1, help="decoding processes")
     evaluate.add_argument("--json", action="store_true", help="the result as JSON on stdout")
     evaluate.add_argument("--csv", metavar="FILE", default=None,
