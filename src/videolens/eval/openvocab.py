@@ -64,7 +64,7 @@ from .cache import CachedVideos, EmbeddingCache, embed_videos
 from .datasets import Dataset, DatasetError, read_class_names_file
 from .datasets.base import data_lines, file_lines, read_json, read_text
 from .datasets.generic import parse_list_line
-from .datasets.kinetics import FROSTER_K400_SPELLINGS
+from .datasets.names import FROSTER_K400_SPELLINGS
 from .metrics import topk_accuracy
 from .results import EvalResult, class_logits, over_splits, run_record, sampling_for
 from .views import ViewSampling

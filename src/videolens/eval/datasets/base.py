@@ -28,6 +28,8 @@ from videolens.text.labels import LabelSet
 from videolens.text.loader import StructuredFileError, parse_structured
 from videolens.text.prompts import class_name_to_text
 
+from .names import FROSTER_K400_SPELLINGS, compact_key
+
 __all__ = [
     "Dataset",
     "DatasetError",
@@ -427,6 +429,44 @@ def use_class_names(dataset: Dataset, names: Sequence[str], source: str = "") ->
 # --- overrides --------------------------------------------------------------------------------
 
 
+def _indexed_overrides(dataset: Dataset, data: Mapping[str, Any], where: str | None,
+                       texts: list[str], descriptions: list[tuple[str, ...]]
+                       ) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Apply an ``{"<id>": "Name[: description]"}`` file (see :func:`apply_overrides`)."""
+    lookup: dict[str, int] = {}
+    for index, (name, text) in enumerate(zip(dataset.class_names, texts, strict=True)):
+        for key in (name, text, class_name_to_text(name)):
+            lookup.setdefault(compact_key(key), index)
+    for froster, official in FROSTER_K400_SPELLINGS.items():
+        if compact_key(official) in lookup:
+            lookup.setdefault(compact_key(froster), lookup[compact_key(official)])
+    unknown: list[str] = []
+    used: dict[int, str] = {}
+    for key in sorted(data, key=lambda k: int(str(k))):
+        value = data[key]
+        if not isinstance(value, str) or not value.strip():
+            raise DatasetError(f"entry {key!r} must be a non-empty text", path=where)
+        entry = " ".join(value.split())
+        name = entry.split(": ", 1)[0].strip()
+        index = lookup.get(compact_key(name))
+        if index is None:
+            unknown.append(name)
+            continue
+        if index in used:
+            raise DatasetError(f"entries {used[index]!r} and {key!r} both name class "
+                               f"{dataset.class_names[index]!r}", path=where)
+        used[index] = str(key)
+        texts[index] = name
+        if ": " in entry:
+            descriptions[index] = (entry,)
+    if unknown:
+        shown = ", ".join(repr(n) for n in unknown[:8])
+        raise DatasetError(
+            f"{len(unknown)} entries name classes that {dataset.name} does not have: {shown}",
+            path=where, hint="use the file made for this dataset (and split)")
+    return texts, descriptions
+
+
 def _read_overrides(path: Path) -> Any:
     if not path.is_file():
         raise DatasetError("overrides file not found", path=path, hint="check the path")
@@ -497,6 +537,15 @@ def apply_overrides(
       Classes not mentioned keep their text.
     - ``.yaml``/``.json`` list, or any other extension (``.txt``: one per line, ``#``
       comments and blank lines ignored): the texts of *all* classes in class-id order.
+    - a ``.json`` mapping whose keys are all class ids (``{"0": "Brush hair: A person is
+      using a brush to style their hair", ...}``): FROSTER's rephrased class files
+      (``label_rephrase/*_rephrased_classes.json``, ``zs_label_db/B2N_*/*_rephrased.json``)
+      and Open-VCLIP's/FROSTER's ``*-index2cls.json``. Each value is ``"Name"`` or
+      ``"Name: description"``; it is matched to a class by ``Name`` (ignoring case, spaces
+      and underscores, and FROSTER's Kinetics-400 spellings), not by id, since a K600
+      subset file numbers its 160 classes 0..159. The class text becomes ``Name`` and, when
+      there is a description, the whole value is the class's one description (FROSTER's
+      prompts use it whole: :func:`~videolens.eval.results.class_prompts`).
 
     Raises:
         DatasetError: unknown class names (all listed), two keys for one class, a list whose
@@ -521,6 +570,9 @@ def apply_overrides(
                 path=where,
             )
         texts = [item.strip() for item in data]
+    elif isinstance(data, Mapping) and data and all(
+            str(key).strip().isdigit() for key in data):
+        texts, descriptions = _indexed_overrides(dataset, data, where, texts, descriptions)
     elif isinstance(data, Mapping):
         lookup: dict[str, int] = {}
         for index, (name, text) in enumerate(zip(dataset.class_names, texts, strict=True)):

@@ -37,34 +37,9 @@ from .base import (
     require_some_found,
     texts_for,
 )
+from .names import FROSTER_K400_SPELLINGS, official_k400_name  # noqa: F401 (re-exported)
 
 __all__ = ["FROSTER_K400_SPELLINGS", "READERS", "clip_id", "official_k400_name", "read_kinetics"]
-
-# FROSTER's spelling of a Kinetics-400 class -> the official name. FROSTER rewrote these class
-# names in its base-to-novel class files (``Visual-AI/FROSTER``, ``zs_label_db/B2N_k400/
-# train_idx2cls.csv``, ``test_idx2cls.csv``, ``raw_*_idx2cls.json``, ``*_rephrased.json``);
-# found by comparing them with the official list (the same 400 names as X-CLIP's and
-# ViFi-CLIP's ``labels/kinetics_400_labels.csv`` and FROSTER's own
-# ``label_db/k400-index2cls.json``). "swimming breaststroke" differs from "swimming breast
-# stroke" only in spacing, which name matching ignores anyway; the other 7 need this table.
-FROSTER_K400_SPELLINGS: dict[str, str] = {
-    "barbecuing": "barbequing",
-    "driving a car": "driving car",
-    "driving a tractor": "driving tractor",
-    "eating a burger": "eating burger",
-    "giving or receiving an award": "giving or receiving award",
-    "skiing (not slalom or cross-country)": "skiing (not slalom or crosscountry)",
-    "skiing cross-country": "skiing crosscountry",
-    "swimming breaststroke": "swimming breast stroke",
-}
-_OFFICIAL = {loose_key(k): v for k, v in FROSTER_K400_SPELLINGS.items()}
-
-
-def official_k400_name(name: str) -> str:
-    """The official Kinetics-400 name for a class spelled as in FROSTER's files
-    (:data:`FROSTER_K400_SPELLINGS`, compared ignoring case and spacing); other names
-    unchanged."""
-    return _OFFICIAL.get(loose_key(name), name)
 
 SPLITS = ("val", "test", "train")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm")
