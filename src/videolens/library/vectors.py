@@ -11,6 +11,11 @@ here.
 * **The cache rebuilds itself.** When the rows it cannot answer (tail plus deleted) grow
   past the ``refresh_*`` thresholds, search rebuilds it (unless a writer is running: that
   run refreshes at its end).
+* **A damaged cache is never used.** Every load checks the manifest's checksums of ids,
+  offsets and timestamps, the frames per video against SQLite, the norms of sampled rows,
+  and whole sampled videos row for row against SQLite (the cache holds exactly the float32
+  of the stored float16, so they must be equal). A generation that fails is set aside,
+  search answers from SQLite meanwhile, and the cache is rebuilt.
 
 The file format of one generation and the pure search kernels are in :mod:`.ann`.
 """
@@ -42,6 +47,11 @@ ANN_MIN_VECTORS = 250_000
 REFRESH_STALE_ROWS = 50_000
 REFRESH_STALE_FRACTION = 0.2
 REFRESH_MIN_STALE_ROWS = 1_000
+# Validation on load: videos compared row for row with SQLite (first, last and a few drawn
+# at random) and rows whose norm is checked (stored rows are unit vectors).
+SAMPLE_VIDEOS = 4
+SAMPLE_ROWS = 512
+NORM_TOLERANCE = 1e-2
 
 # (score, video id, timestamp in seconds) candidates, per query
 Candidates = list[list[tuple[float, int, float]]]
@@ -65,6 +75,9 @@ class VectorIndex:
         self._cache: ann.VectorCache | None = None
         # tail videos decoded from SQLite, by id (ids are never reused, so never outdated)
         self._tail_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # why the current generation is unusable (None: it is fine, or there is none)
+        self.problem: str | None = None
+        self._rng = np.random.default_rng()
 
     @property
     def directory(self) -> Path:
@@ -89,12 +102,14 @@ class VectorIndex:
             "cached_frames": 0 if cache is None else cache.count,
             "tail_frames": tail_frames,
             "dead_frames": dead_frames,
+            "cache_problem": self.problem,
         }
 
     # ------------------------------------------------------------------ building
 
     def refresh(self, *, force_ann: bool | None = None, wait: bool = True) -> bool:
-        """Rebuild ``vectors/`` from SQLite if it differs from what SQLite holds now.
+        """Rebuild ``vectors/`` from SQLite if it differs from what SQLite holds now, or if
+        the current generation is damaged (see :meth:`load`).
 
         ``force_ann``: True builds an ANN index whatever the size, False never, None when the
         library has at least ``ann_min_vectors`` vectors. Safe to run while a writer commits
@@ -116,15 +131,22 @@ class VectorIndex:
     def _refresh_locked(self, force_ann: bool | None) -> bool:
         library = self.library
         current = ann.read_manifest(self.directory)
-        generation = None
         with library.snapshot() as conn:
             ids, counts = library.live_videos(conn)
+        count = int(counts.sum())
+        want_ann = force_ann if force_ann is not None else count >= self.ann_min_vectors
+        if (current is not None and current.get("ids_digest") == ann.ids_digest(ids)
+                and current.get("count") == count and current.get("dim") == library.embed_dim
+                and bool(current.get("ann")) == (want_ann and count > 0)):
+            cache = self.load()
+            if cache is not None and cache.manifest["generation"] == current["generation"]:
+                return False  # up to date and sound
+        damaged = self.problem is not None
+        generation = None
+        with library.snapshot() as conn:
+            ids, counts = library.live_videos(conn)  # again: a writer may have committed
             count = int(counts.sum())
             want_ann = force_ann if force_ann is not None else count >= self.ann_min_vectors
-            if (current is not None and current["ids_digest"] == ann.ids_digest(ids)
-                    and current["count"] == count and current["dim"] == library.embed_dim
-                    and bool(current.get("ann")) == (want_ann and count > 0)):
-                return False
             generation = ann.GenerationWriter(self.directory, count, library.embed_dim, len(ids))
             try:
                 for position, (video_id, times, vectors) in enumerate(library.iter_frames(conn)):
@@ -147,32 +169,92 @@ class VectorIndex:
             generation.discard()
             raise
         keep = {manifest["generation"]}
-        if current is not None:
+        if current is not None and not damaged:
             keep.add(current["generation"])  # a reader may be between manifest and load
         ann.remove_old_generations(self.directory, keep)
         ann.remove_stale_tmp(self.directory)
         with self._lock:
             self._cache = None
+            self.problem = None
         return True
 
     def load(self) -> ann.VectorCache | None:
-        """The current generation, memory-mapped; None when missing or unusable."""
-        library = self.library
+        """The current generation, memory-mapped and validated; None when there is none or
+        it is unusable (then ``problem`` says why, and the next refresh rebuilds it)."""
+        problem = None
         for _ in range(3):  # a refresh elsewhere may delete a generation as we open it
             manifest = ann.read_manifest(self.directory)
-            if manifest is None or manifest.get("dim") != library.embed_dim:
-                return None
+            if manifest is None:
+                exists = (self.directory / ann.MANIFEST).exists()
+                problem = "manifest.json is unreadable or outdated" if exists else None
+                break
             with self._lock:
                 if self._cache is not None and \
-                        self._cache.manifest["generation"] == manifest["generation"]:
+                        self._cache.manifest["generation"] == manifest.get("generation"):
                     return self._cache
             try:
                 cache = ann.load_generation(self.directory, manifest)
-            except (OSError, ValueError, RuntimeError):
+                problem = self._validate(cache)
+            except FileNotFoundError:
+                problem = "a file of the current generation is missing"
                 continue
-            with self._lock:
-                self._cache = cache
-            return cache
+            except (OSError, ValueError) as err:
+                problem = str(err)
+                break
+            if problem is None:
+                with self._lock:
+                    self._cache = cache
+                    self.problem = None
+                return cache
+            break
+        with self._lock:
+            self._cache = None
+            self.problem = problem
+        return None
+
+    def _validate(self, cache: ann.VectorCache) -> str | None:
+        """Compare a loaded generation with SQLite; None if it matches, else what differs.
+
+        Cheap by design: the frame count of every cached video that is still live (V ints),
+        the norms of ``SAMPLE_ROWS`` random rows, and ``SAMPLE_VIDEOS`` whole videos row for
+        row. Videos added or deleted since the build are not damage (that is staleness).
+        """
+        library = self.library
+        if cache.manifest.get("dim") != library.embed_dim:
+            return f"built for {cache.manifest.get('dim')}-d vectors, the library's are " \
+                   f"{library.embed_dim}-d"
+        fingerprint = cache.manifest.get("model_fingerprint")
+        if fingerprint is not None and fingerprint != library.model.get("fingerprint"):
+            return "built from another model's vectors"
+        with library.snapshot() as conn:
+            live_ids, live_counts = library.live_videos(conn)
+        positions = np.searchsorted(cache.video_ids, live_ids)  # (V_live,)
+        positions = np.minimum(positions, max(len(cache.video_ids) - 1, 0))
+        cached = (cache.video_ids[positions] == live_ids) if len(cache.video_ids) else \
+            np.zeros(len(live_ids), bool)
+        rows_per_video = np.diff(cache.starts)
+        if np.any(rows_per_video[positions[cached]] != live_counts[cached]):
+            return "frames per video differ from library.sqlite"
+        if cache.count:
+            rows = np.unique(self._rng.integers(0, cache.count, min(SAMPLE_ROWS, cache.count)))
+            sample = np.asarray(cache.vectors[rows], dtype=np.float32)  # (m, D)
+            with np.errstate(over="ignore", invalid="ignore"):  # garbage bytes: inf, NaN
+                norms = np.linalg.norm(sample, axis=1)
+            if not np.all(np.abs(norms - 1) <= NORM_TOLERANCE):  # NaN fails too
+                return "rows of vectors.npy are not unit vectors"
+        candidates = live_ids[cached]
+        if len(candidates):
+            chosen = {int(candidates[0]), int(candidates[-1])}
+            extra = self._rng.choice(candidates, min(len(candidates), SAMPLE_VIDEOS),
+                                     replace=False)
+            chosen.update(int(i) for i in extra[: max(0, SAMPLE_VIDEOS - len(chosen))])
+            stored = library.frames_of(sorted(chosen))
+            for video_id, (times, vectors) in stored.items():
+                i = int(np.searchsorted(cache.video_ids, video_id))
+                start, stop = int(cache.starts[i]), int(cache.starts[i + 1])
+                if not (np.array_equal(np.asarray(cache.timestamps[start:stop]), times)
+                        and np.array_equal(np.asarray(cache.vectors[start:stop]), vectors)):
+                    return f"video {video_id} differs from library.sqlite"
         return None
 
     # ------------------------------------------------------------------ search
@@ -212,11 +294,13 @@ class VectorIndex:
             live_ids, live_counts = library.live_videos(conn)
         tail_frames, dead_frames = _staleness(cache, live_ids, live_counts)
         stale = tail_frames + dead_frames
-        if (self.auto_refresh and stale >= self.refresh_min_stale_rows
+        if self.auto_refresh and ((cache is None and self.problem is not None) or (
+                stale >= self.refresh_min_stale_rows
                 and (stale > self.refresh_stale_rows
                      or stale > self.refresh_stale_fraction * max(1, live_counts.sum()))
-                and not library.writer_running()):
-            # the run that is writing refreshes at its end; rebuilding during it would repeat
+                and not library.writer_running())):
+            # stale: the run that is writing refreshes at its end, rebuilding during it would
+            # repeat; damaged: rebuild now (answers stay right meanwhile, from SQLite)
             try:
                 if self.refresh(wait=False):
                     cache = self.load()
