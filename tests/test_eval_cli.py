@@ -66,6 +66,14 @@ def test_retrieval_msrvtt(capsys, tmp_path, tiny_clip):
     assert set(metrics) == {f"{d}_{m}" for d in ("t2v", "v2t")
                             for m in ("R@1", "R@5", "R@10", "MdR", "MnR")}
     assert 0 <= metrics["t2v_R@1"] <= metrics["t2v_R@5"] <= metrics["t2v_R@10"] <= 1
+    # several captions per video: the output says which video->text convention was used
+    for convention in ("clip4clip", "all-captions"):
+        code = main(["eval", "retrieval", "--dataset", "msrvtt", "--root", str(root),
+                     "--split", "1k-a-all", "--model", tiny_clip, "--frames", "4",
+                     "--v2t", convention])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert f"(v2t: {convention} — " in out and "3 videos" in out
 
 
 def test_missing_dataset_is_one_line_exit_2(capsys, tmp_path, tiny_clip):

@@ -151,5 +151,41 @@ def test_retrieval(clips, tiny_clip):
     expected = retrieval_metrics(similarity.T, [[i // 2] for i in range(16)])
     assert result.metrics["t2v_R@1"] == pytest.approx(expected.r1)
     assert result.metrics["t2v_MnR"] == pytest.approx(expected.mean_rank)
-    v2t = retrieval_metrics(similarity, [[2 * v, 2 * v + 1] for v in range(8)])
-    assert result.metrics["v2t_MdR"] == pytest.approx(v2t.median_rank)
+    # default: CLIP4Clip's multi-sentence v2t, a video ranks the 8 caption pairs by their best
+    sets = np.maximum(similarity[:, 0::2], similarity[:, 1::2])  # (8 videos, 8 caption sets)
+    v2t = retrieval_metrics(sets, [[v] for v in range(8)])
+    assert result.metrics["v2t_MnR"] == pytest.approx(v2t.mean_rank)
+    assert result.metrics["v2t_R@1"] == pytest.approx(v2t.r1)
+    assert result.record["v2t"]["convention"] == "clip4clip"
+    every = retrieval(data, model, frames=4, v2t="all-captions")
+    v2t_all = retrieval_metrics(similarity, [[2 * v, 2 * v + 1] for v in range(8)])
+    assert every.metrics["v2t_MnR"] == pytest.approx(v2t_all.mean_rank)
+    assert every.record["v2t"]["convention"] == "all-captions"
+    assert every.metrics["t2v_R@1"] == result.metrics["t2v_R@1"]  # t2v does not change
+
+
+def test_multilabel_actionless_videos(clips, tiny_clip):
+    from videolens.eval.metrics import multilabel_map
+
+    model = load_model(tiny_clip, device="cpu")
+    base = dataset(clips, multilabel=True)
+    # two videos without any class, as 75 Charades test videos are
+    samples = tuple(FakeSample(s.path, () if i in (1, 4) else s.labels, s.video_id)
+                    for i, s in enumerate(base.samples))
+    data = FakeDataset("fake", "test", CLASSES, CLASSES, samples, multilabel=True)
+    official = zero_shot(data, model, frames=4, templates=["{}"])
+    negative = zero_shot(data, model, frames=4, templates=["{}"], actionless="negative")
+    logits = torch.stack([
+        torch.tensor([s.logit for s in sorted(r.scores, key=lambda s: CLASSES.index(s.label))])
+        for r in classify(clips, list(CLASSES), model=model, frames=4, top=0, templates=["{}"])
+    ]).numpy()
+    targets = np.zeros((8, 6), dtype=int)
+    for row, sample in enumerate(samples):
+        targets[row, list(sample.labels)] = 1
+    keep = targets.sum(axis=1) > 0
+    assert official.metrics["mAP"] == pytest.approx(multilabel_map(logits[keep],
+                                                                   targets[keep])[0])
+    assert negative.metrics["mAP"] == pytest.approx(
+        multilabel_map(logits, targets, actionless="negative")[0])
+    assert official.record["actionless_videos"]["count"] == 2
+    assert official.record["actionless_videos"]["rule"] == "exclude"

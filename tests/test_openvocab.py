@@ -213,6 +213,34 @@ def test_cross_dataset_equals_restricted_argmax(k600, tiny_clip, tmp_path):
     assert result.num_videos == 12  # novel-class videos, each embedded once
 
 
+def test_cross_dataset_restricted_to_published_video_lists(k600, tiny_clip, tmp_path):
+    model = load_model(tiny_clip, device="cpu")
+    split = tmp_path / "subsets.json"
+    split.write_text(json.dumps([["luge", "cumbia"], ["luge", "yarn spinning"]]))
+    # ViFi-CLIP datasets_splits/k600_splits/ZS_split<k>_K600_eval.txt: '<folder>/<clip>.mp4
+    # <label>', naming train/, val/ and test/ videos; only those of the loaded split count
+    by_class = {c: [s for s in k600.samples if s.labels[0] == c] for c in (4, 8, 10)}
+    first, second = tmp_path / "ZS_split1_K600_eval.txt", tmp_path / "ZS_split2_K600_eval.txt"
+    first.write_text(f"val/{by_class[8][0].video_id}.mp4 0\n"
+                     f"val/{by_class[4][1].video_id}.mp4 1\n"
+                     "train/-aNccq2jvUA_000055_000065.mp4 0\n")
+    second.write_text("".join(f"val/{s.video_id}.mp4 {j}\n" for j, c in enumerate((8, 10))
+                              for s in by_class[c]))
+    result = cross_dataset_k600(k600, list(K400), model, split_file=split,
+                                video_lists=[first, second], frames=4, templates=TEMPLATES)
+    kept = [by_class[8][0], by_class[4][1]]
+    expected = [independent_accuracy(model, kept, [8, 4], k600.class_texts),
+                independent_accuracy(model, by_class[8] + by_class[10], [8, 10],
+                                     k600.class_texts)]
+    assert [s["num_videos"] for s in result.extra["subsets"]] == [2, 4]
+    assert [s["top1"] for s in result.extra["subsets"]] == pytest.approx(expected)
+    assert result.record["listed_videos_not_in_split"] == 1
+    assert "named in" in result.record["videos"]
+    with pytest.raises(UsageError, match="2 subsets"):
+        cross_dataset_k600(k600, list(K400), model, split_file=split, video_lists=[first],
+                           frames=4)
+
+
 def test_cross_dataset_with_split_file_and_k400_root(k600, tiny_clip, tmp_path):
     model = load_model(tiny_clip, device="cpu")
     split = tmp_path / "subsets.json"

@@ -1,4 +1,5 @@
-"""Research protocols: metrics (each with its definition), an embedding cache, protocols."""
+"""Research protocols: metrics (each with its definition and official counterpart), test
+sampling (views, crops, dense clips), paper recipes, an embedding cache, protocols."""
 
 from .metrics import (
     ACTIVITYNET_IOUS,
@@ -7,7 +8,9 @@ from .metrics import (
     RetrievalResult,
     Segment,
     average_precision,
+    caption_set_similarity,
     confusion_matrix,
+    counterfactual_ranks,
     detection_map,
     mean_class_accuracy,
     multilabel_map,
@@ -25,7 +28,9 @@ __all__ = [
     "RetrievalResult",
     "Segment",
     "average_precision",
+    "caption_set_similarity",
     "confusion_matrix",
+    "counterfactual_ranks",
     "detection_map",
     "mean_class_accuracy",
     "multilabel_map",

@@ -21,10 +21,39 @@ def format_value(name: str, value: float) -> str:
     return f"{100 * value:.2f}"
 
 
+def conventions(record: dict) -> list[str]:
+    """One line per convention that changes a number and that a reader comparing with a paper
+    must know: sampling, recipe, video->text rule, action-less videos, std, scores."""
+    lines = []
+    sampling = record.get("sampling", {})
+    if "mode" in sampling:
+        text = f"{sampling['mode']} sampling, {sampling['frames']} frames"
+        if sampling["mode"] == "dense":
+            text += f" {sampling['stride']} apart at {sampling['target_fps']:g} fps"
+        text += f" x {sampling['views']} views x {sampling['crops']} crops"
+        if sampling["views"] * sampling["crops"] > 1:
+            text += f", views combined by {sampling['ensemble']}"
+        lines.append(text)
+    if "recipe" in record:
+        lines.append(f"recipe: {record['recipe']['name']} ({record['recipe']['paper']})")
+    if "v2t" in record:
+        lines.append(f"v2t: {record['v2t']['convention']} — {record['v2t']['meaning']}")
+    if "actionless_videos" in record:
+        empty = record["actionless_videos"]
+        lines.append(f"{empty['count']} videos without any class: {empty['meaning']}")
+    if "std" in record:
+        lines.append(f"±: {record['std'].split(';')[0]}")
+    if "score" in record:
+        lines.append(f"counterfactual score: {record['score']}, ties {record.get('ties', '')}")
+    return lines
+
+
 def table(result: EvalResult) -> str:
-    """A plain-text table: one row per metric (mean ± std when there are several runs)."""
+    """A plain-text table: one row per metric (mean ± std when there are several runs),
+    after the conventions used (:func:`conventions`)."""
     lines = [f"{result.protocol} · {result.dataset} {result.split} · {result.num_videos} videos"
              f" · {result.record.get('model', '?')}"]
+    lines += [f"  ({line})" for line in conventions(result.record)]
     if result.failures:
         lines.append(f"  ({len(result.failures)} videos could not be read and are left out)")
     names = [n for n in result.metrics if not n.endswith("_std")]

@@ -23,8 +23,8 @@ Temporal sampling, in seconds relative to the stream start:
   starts at frame ``delta * v / V`` (``view_starts="uniform"``, ``USE_OFFSET_SAMPLING: False``)
   or ``v * floor(delta / (V - 1))`` (``"offset"``, ``USE_OFFSET_SAMPLING: True``; one view:
   ``floor(delta / 2)``, the centre). Within a view, frames are
-  ``floor(linspace(start, start + clip_size - 1, T))`` clamped to the video
-  (``temporal_sampling``), and frame ``k`` is requested at ``k / fps`` seconds. ``N`` is the
+  ``long(clamp(linspace(start, start + clip_size - 1, T)))`` in torch's float32, exactly
+  ``temporal_sampling``, and frame ``k`` is requested at ``k / fps`` seconds. ``N`` is the
   container's frame count (``duration * fps`` when it does not say).
 
 Spatial crops (on the decoded frames, before the model's own processor, which then resizes
@@ -62,6 +62,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
+import torch
 
 from ..errors import UsageError
 from ..io import Frames, VideoInfo, probe, read_frames, uniform_times
@@ -175,8 +176,11 @@ def dense_frame_indices(num_frames: int, fps: float, frames: int, stride: int, v
         start = math.floor(delta / 2) if views == 1 else view * math.floor(delta / (views - 1))
     else:
         start = delta * view / views
-    positions = np.linspace(start, start + clip_size - 1, frames)
-    return np.clip(positions, 0, num_frames - 1).astype(np.int64)  # truncation, as .long()
+    # torch's float32 linspace, as slowfast's temporal_sampling: a float64 one picks another
+    # frame in 69 of 20,000 random (frames, fps, T, S, view) cases, where a position lands
+    # next to an integer
+    positions = torch.linspace(start, start + clip_size - 1, frames)
+    return torch.clamp(positions, 0, num_frames - 1).long().numpy()
 
 
 def view_times(info: VideoInfo, sampling: ViewSampling) -> np.ndarray:

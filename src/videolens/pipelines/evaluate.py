@@ -33,7 +33,7 @@ PROTOCOLS = ("zero-shot", "cross-dataset", "base-to-novel", "few-shot", "retriev
 SPLIT_SETS = {"ucf101": ("test1", "test2", "test3"), "hmdb51": ("test1", "test2", "test3")}
 
 
-def test_sampling(model: VideoTextModel, *, frames: int | None = None,
+def eval_sampling(model: VideoTextModel, *, frames: int | None = None,
                   stride: int | None = None, views: int | None = None,
                   crops: int | None = None, ensemble: str | None = None,
                   recipe: Recipe | None = None) -> ViewSampling:
@@ -127,7 +127,7 @@ def evaluate(
         raise UsageError(f"unknown protocol {protocol!r}", hint=f"use one of {PROTOCOLS}")
     chosen = get_recipe(recipe) if recipe is not None else None
     model = get_model(model, device, dtype)
-    sampling = test_sampling(model, frames=frames, stride=stride, views=views, crops=crops,
+    sampling = eval_sampling(model, frames=frames, stride=stride, views=views, crops=crops,
                              ensemble=ensemble, recipe=chosen)
     if templates is None and chosen is not None:
         templates = list(chosen.templates)
