@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import warnings
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from .errors import (
@@ -29,11 +28,6 @@ from .errors import (
     VideoDecodeError,
     VideolensError,
 )
-
-try:
-    __version__ = version("videolens")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0"
 
 # public name -> (module, attribute)
 _LAZY = {
@@ -77,7 +71,20 @@ if TYPE_CHECKING:
     from .text import LabelSet, load_labels
 
 
+def _version() -> str:
+    # importlib.metadata costs a noticeable part of `videolens --help`: read it on first use
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("videolens")
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "0.0.0"
+
+
 def __getattr__(name: str):
+    if name == "__version__":
+        value = globals()["__version__"] = _version()
+        return value
     if name in _DEPRECATED:
         new = _DEPRECATED[name]
         warnings.warn(f"videolens.{name} is deprecated; use videolens.{new}",

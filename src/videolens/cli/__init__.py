@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": run_train,
         "probe": commands.run_probe,
         "models": commands.run_models,
+        "completion": commands.run_completion,
     }
     _terminate_like_interrupt()
     try:

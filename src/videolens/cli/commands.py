@@ -6,10 +6,23 @@ import argparse
 import json
 import sys
 
-from ..errors import VideolensError
-from ..io.discover import expand_inputs
+from ..errors import UsageError, VideolensError
 from .engine import engine_from_args
-from .options import EXIT_FAILED, EXIT_OK, EXIT_USAGE, clock, note, quiet_libraries
+from .options import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    check_model,
+    clock,
+    csv_rows,
+    note,
+    plural,
+    quiet_libraries,
+    warnings_as_notes,
+)
+
+# Every module that needs torch, transformers or PyAV is imported inside the command that
+# uses it: `videolens --help` and argument errors must answer at once (tests/test_startup.py).
 
 
 def _print_table(result, top: int) -> None:
@@ -23,7 +36,7 @@ def _print_table(result, top: int) -> None:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    from ..pipelines.classify import iter_classify
+    from ..io.discover import expand_inputs
 
     quiet_libraries()
     paths = expand_inputs(args.videos)
@@ -32,6 +45,10 @@ def run_classify(args: argparse.Namespace) -> int:
     if args.workers < 1:
         note("error: --workers must be at least 1")
         return EXIT_USAGE
+    _stdout_once(args)
+    check_model(args.model)
+    from ..pipelines.classify import iter_classify
+
     results = iter_classify(
         paths,
         args.labels,
@@ -48,20 +65,43 @@ def run_classify(args: argparse.Namespace) -> int:
     )
     failed = 0
     try:
-        for result in results:
-            for warning in result.warnings:
-                note(f"warning: {result.video}: {warning}")
-            if not result.ok:
-                failed += 1
-                note(f"error: {result.error}")
-            if args.json:
-                print(json.dumps(result.to_json()), flush=True)
-            elif result.ok:
-                _print_table(result, args.top)
+        with warnings_as_notes(), csv_rows(args.csv, CLASSIFY_CSV) as write_row:
+            for result in results:
+                for warning in result.warnings:
+                    note(f"warning: {result.video}: {warning}")
+                if not result.ok:
+                    failed += 1
+                    note(f"error: {result.error}")
+                if write_row is not None:
+                    for row in _classify_rows(result):
+                        write_row(row)
+                if args.json:
+                    print(json.dumps(result.to_json()), flush=True)
+                elif result.ok and args.csv != "-":
+                    _print_table(result, args.top)
     except VideolensError as err:
         note(f"error: {err.one_line()}")
         return EXIT_USAGE
     return EXIT_FAILED if failed else EXIT_OK
+
+
+CLASSIFY_CSV = ("video", "rank", "label", "score", "error")
+SEARCH_CSV = ("rank", "video", "start", "end", "score")
+
+
+def _classify_rows(result) -> list[tuple]:
+    """One row per (video, label) shown, best first; a failed video is one row with its error.
+    Scores rounded as in ``--json`` (6 decimals)."""
+    if not result.ok:
+        return [(result.video, "", "", "", result.error)]
+    return [(result.video, rank, item.label, round(item.score, 6), "")
+            for rank, item in enumerate(result.scores, 1)]
+
+
+def _stdout_once(args: argparse.Namespace) -> None:
+    if getattr(args, "json", False) and getattr(args, "csv", None) == "-":
+        raise UsageError("--json and --csv - would both write to stdout",
+                         hint="give --csv a file name")
 
 
 def _nothing_found(inputs) -> int:
@@ -72,12 +112,12 @@ def _nothing_found(inputs) -> int:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    from ..pipelines.index import index
-
     quiet_libraries()
     if args.workers < 1:
         note("error: --workers must be at least 1")
         return EXIT_USAGE
+    check_model(args.model)
+    from ..pipelines.index import index
 
     def report(kind: str, path: str, detail: str) -> None:
         if kind == "failed":
@@ -100,7 +140,8 @@ def run_index(args: argparse.Namespace) -> int:
     else:
         rate = summary.video_seconds / summary.seconds if summary.seconds else 0.0
         note(
-            f"indexed {len(summary.indexed)} videos ({summary.frames} frames, "
+            f"indexed {plural(len(summary.indexed), 'video')} "
+            f"({plural(summary.frames, 'frame')}, "
             f"{summary.video_seconds / 60:.1f} min of video, {rate:.1f}x real time), "
             f"{len(summary.unchanged)} unchanged, {len(summary.failed)} failed, "
             f"{len(summary.pruned)} pruned in {summary.seconds:.1f} s "
@@ -116,20 +157,30 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    quiet_libraries()
+    _stdout_once(args)
+    check_model(args.model)
     from ..pipelines.search import search
 
-    quiet_libraries()
     moments = search(
         args.query, image=args.image, library=args.library, model=args.model, top=args.top,
-        video_glob=args.video, exact=True if args.exact else None, device=args.device,
-        dtype=args.dtype,
+        video_glob=args.video, exact=True if args.exact else None,
+        min_score=args.min_score, device=args.device, dtype=args.dtype,
     )
+    with csv_rows(args.csv, SEARCH_CSV) as write_row:
+        if write_row is not None:
+            for rank, moment in enumerate(moments, 1):
+                write_row((rank, moment.video, round(moment.start, 3), round(moment.end, 3),
+                           round(moment.score, 6)))
     if args.json:
         for moment in moments:
             print(json.dumps(moment.to_json()), flush=True)
         return EXIT_OK
     if not moments:
-        note("no matches")
+        floor = f" scoring at least {args.min_score:g}" if args.min_score is not None else ""
+        note(f"no matches{floor}")
+        return EXIT_OK
+    if args.csv == "-":
         return EXIT_OK
     width = max(len(m.video) for m in moments)
     for rank, moment in enumerate(moments, 1):
@@ -140,9 +191,11 @@ def run_search(args: argparse.Namespace) -> int:
 
 def run_localize(args: argparse.Namespace) -> int:
     from ..errors import VideoDecodeError
-    from ..pipelines.localize import localize
 
     quiet_libraries()
+    check_model(args.model)
+    from ..pipelines.localize import localize
+
     try:
         result = localize(
             args.video, args.actions, library=args.library, model=args.model, fps=args.fps,
@@ -155,9 +208,9 @@ def run_localize(args: argparse.Namespace) -> int:
         for line in result.to_json_lines():
             print(json.dumps(line), flush=True)
         return EXIT_OK
-    note(f"{result.video}: frames from the {result.source} at {result.fps:g}/s")
-    if not result.detections:
-        note("no segments found")
+    frames = "frames from the library" if result.source == "library" else "frames decoded"
+    note(f"{result.video}: {plural(len(result.detections), 'segment')} "
+         f"({frames} at {result.fps:g}/s)")
     width = max((len(d.label) for d in result.detections), default=0)
     for d in result.detections:
         print(f"{d.label:<{width}}  {clock(d.start)}–{clock(d.end)}  {d.score:.3f}")
@@ -203,7 +256,7 @@ def run_eval(args: argparse.Namespace) -> int:
     for path, reason in list(result.failures.items())[:20]:
         note(f"warning: left out: {reason if path in reason else f'{path}: {reason}'}")
     if len(result.failures) > 20:
-        note(f"warning: ... and {len(result.failures) - 20} more videos left out")
+        note(f"warning: ... and {plural(len(result.failures) - 20, 'more video')} left out")
     if args.csv:
         write_csv([result], args.csv)
     if args.plot:
@@ -219,7 +272,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_probe(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from ..io import probe_many
+    from ..io import expand_inputs, probe_many
 
     failed = 0
     paths = expand_inputs(args.videos)
@@ -251,3 +304,35 @@ def run_models(args: argparse.Namespace) -> int:
         print(f"{mark} {preset.name:<13} {preset.hub_id:<40} {preset.frames:>2} frames  "
               f"{preset.summary}")
     return EXIT_OK
+
+
+# argument metavars whose values are paths: the completion script offers files or folders
+_FILE_METAVARS = {"VIDEO", "PATH", "FILE"}
+_DIR_METAVARS = {"DIR"}
+
+
+def run_completion(args: argparse.Namespace) -> int:
+    """Print a completion script generated from the parser itself (shtab), so it never
+    lags behind the options."""
+    try:
+        import shtab
+    except ImportError:
+        note("error: shell completion needs shtab — pip install 'videolens[completion]'")
+        return EXIT_USAGE
+    from .parser import build_parser
+
+    parser = build_parser()
+    _mark_paths(parser, shtab)
+    sys.stdout.write(shtab.complete(parser, shell=args.shell))
+    return EXIT_OK
+
+
+def _mark_paths(parser: argparse.ArgumentParser, shtab) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _mark_paths(sub, shtab)
+        elif action.metavar in _FILE_METAVARS:
+            action.complete = shtab.FILE  # type: ignore[attr-defined]
+        elif action.metavar in _DIR_METAVARS:
+            action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]

@@ -10,14 +10,28 @@ from .serve import add_serve_command
 from .train import add_train_command
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+class _VersionAction(argparse.Action):
+    """``--version``, reading the installed version only when asked (it costs an import)."""
 
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="print the version and exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import sys
+
+        from .. import __version__
+
+        print(f"videolens {__version__}", file=sys.stdout)  # stdout, as argparse's own
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="videolens",
         description="Open-vocabulary understanding of human actions in video.",
     )
-    parser.add_argument("--version", action="version", version=f"videolens {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     classify = commands.add_parser(
@@ -51,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the built-in action templates)",
     )
     classify.add_argument("--json", action="store_true", help="JSON Lines on stdout")
+    classify.add_argument("--csv", metavar="FILE", default=None,
+                          help="also write video,rank,label,score rows to FILE ('-': stdout, "
+                          "instead of the table)")
     classify.add_argument(
         "--workers", type=int, default=1, help="decoding processes (default 1)"
     )
@@ -92,11 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_library_option(search)
     search.add_argument("--top", type=int, default=10, help="moments to show (default 10)")
     search.add_argument("--video", metavar="GLOB",
-                        help="only videos whose path or file name matches this glob")
+                        help="only videos whose path (absolute, or relative to the current "
+                        "folder) or file name matches this glob")
+    search.add_argument("--min-score", type=float, default=None, metavar="S",
+                        help="drop moments whose cosine similarity is below S (-1..1)")
     search.add_argument("--exact", action="store_true",
                         help="exact vector search even when the library has an ANN index")
     add_model_options(search, default=None)
     search.add_argument("--json", action="store_true", help="JSON Lines on stdout")
+    search.add_argument("--csv", metavar="FILE", default=None,
+                        help="also write rank,video,start,end,score rows to FILE ('-': stdout, "
+                        "instead of the table)")
 
     localize = commands.add_parser(
         "localize",
@@ -116,15 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="prompt template with {} (repeatable; default: built-in set)")
     localize.add_argument("--json", action="store_true", help="JSON Lines on stdout")
 
+    protocols = ["zero-shot", "cross-dataset", "base-to-novel", "few-shot", "retrieval",
+                 "counterfactual"]
     evaluate = commands.add_parser(
         "eval",
-        help="research protocols on a dataset you have on disk (zero-shot, retrieval)",
+        help=f"research protocols on a dataset you have on disk ({', '.join(protocols)})",
         description="Evaluate a model with a published protocol. videolens never downloads "
         "datasets: point --root at your copy.",
     )
-    evaluate.add_argument(
-        "protocol", choices=["zero-shot", "cross-dataset", "base-to-novel", "few-shot",
-                             "retrieval", "counterfactual"])
+    evaluate.add_argument("protocol", choices=protocols)
     evaluate.add_argument("--dataset", default=None,
                           help="ucf101, hmdb51, kinetics400/600/700, ssv2, charades, msrvtt, "
                           "generic (required except for counterfactual)")
@@ -174,8 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0,
                           help="cross-dataset: seed of the default subsets (default 0)")
     evaluate.add_argument("--shots", default="2,4,8,16",
-                          help="few-shot: training videos per class, comma list")
-    evaluate.add_argument("--seeds", default="0,1,2", help="few-shot: seeds, comma list")
+                          help="few-shot: training videos per class, comma list "
+                          "(default 2,4,8,16)")
+    evaluate.add_argument("--seeds", default="0,1,2",
+                          help="few-shot: seeds, comma list (default 0,1,2)")
     evaluate.add_argument("--train-split", default=None,
                           help="few-shot: split to draw shots from (default: train<N> for "
                           "test<N>)")
@@ -200,11 +225,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_engine_options(evaluate)
 
-    probe = commands.add_parser("probe", help="print what a video file holds")
-    probe.add_argument("videos", nargs="+", metavar="VIDEO")
+    probe = commands.add_parser(
+        "probe", help="print what a video file holds",
+        description="Codec, displayed size (after rotation), duration, fps, frame count, "
+        "rotation and audio of each video, read from the container without decoding it all.")
+    probe.add_argument("videos", nargs="+", metavar="VIDEO", help="files, folders or globs")
     probe.add_argument("--json", action="store_true", help="JSON Lines on stdout")
 
-    commands.add_parser("models", help="list the model presets")
+    commands.add_parser(
+        "models", help="list the model presets",
+        description="The named checkpoints --model accepts (* marks the default), with "
+        "their hub id and frames per video. Any CLIP, SigLIP or X-CLIP hub id or local "
+        "folder works too.")
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script (bash, zsh, tcsh)",
+        description="Print a completion script for your shell; needs "
+        "pip install 'videolens[completion]'. Bash: "
+        "videolens completion bash > ~/.local/share/bash-completion/completions/videolens")
+    completion.add_argument("shell", choices=["bash", "zsh", "tcsh"])
     add_serve_command(commands)
     add_train_command(commands)
     return parser

@@ -1,23 +1,45 @@
-"""Load a model by preset name, hub id or local folder, with clear errors when that fails."""
+"""Load a model by preset name, hub id or local folder, with clear errors when that fails.
+
+Importing this module is cheap (no torch, no transformers): :func:`locate` answers "where do
+the weights come from, and can they be had?" from the file system, the Hugging Face cache and a
+short connection check, so a typo or a missing network is reported in well under a second,
+before the seconds that importing torch and transformers take.
+"""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import json
 import os
+import socket
+import threading
+import urllib.request
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from ..errors import ModelLoadError, UsageError
-from .base import VideoTextModel
-from .presets import DEFAULT_MODEL, PRESETS, resolve
+from .presets import DEFAULT_MODEL, PRESETS, Preset, resolve
+
+if TYPE_CHECKING:
+    import torch
+
+    from .base import VideoTextModel
 
 SUPPORTED_TYPES = ("clip", "siglip", "xclip")
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPE_NAMES = ("fp32", "fp16", "bf16")
+# How long the hub may take to accept a connection before we call it unreachable. DNS
+# failures and refused connections answer at once; this bounds a network that drops packets.
+HUB_CHECK_SECONDS = 3.0
 
 
 def pick_device(device: str = "auto") -> torch.device:
     """``auto`` -> cuda, then mps, then cpu. An explicit device that is absent is a UsageError."""
+    import torch
+
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -45,11 +67,13 @@ def pick_device(device: str = "auto") -> torch.device:
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """``auto`` -> fp16 on CUDA, fp32 elsewhere (bf16/fp16 matmuls on CPU are several times
     slower than fp32, see shared/MEASURED.md)."""
+    import torch
+
     if dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
+    if dtype not in DTYPE_NAMES:
         raise UsageError(f"unknown dtype {dtype!r}", hint="use auto, fp32, fp16 or bf16")
-    return DTYPES[dtype]
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
 
 
 def _looks_like_path(name: str) -> bool:
@@ -97,15 +121,157 @@ def _load_error(name: str, source: str, err: OSError, what: str) -> ModelLoadErr
     )
 
 
-def _offline_error(name: str, hub_id: str) -> ModelLoadError:
-    offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
-    why = "HF_HUB_OFFLINE is set" if offline else "the Hugging Face hub could not be reached"
+def hub_offline() -> bool:
+    """Whether the user told the Hugging Face libraries to stay off the network."""
+    return any(os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
+               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _suggestion(name: str) -> str:
+    """`` — did you mean clip-b32?`` for a near miss of a preset or a preset's hub id."""
+    names = [*PRESETS, *(p.hub_id for p in PRESETS.values())]
+    if name in names:
+        return ""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f"did you mean {close[0]}? " if close else ""
+
+
+def _offline_error(name: str, hub_id: str, why: str | None = None) -> ModelLoadError:
+    offline = hub_offline()
+    if why is None:
+        why = "HF_HUB_OFFLINE is set" if offline else "the Hugging Face hub could not be reached"
+    then = ("" if offline else
+            "; HF_HUB_OFFLINE=1 makes videolens use only the cache, without trying the network")
     return ModelLoadError(
         f"cannot load model {name!r} ({hub_id}): it is not in the local Hugging Face cache "
         f"and {why}",
-        hint="download it once where there is network (`hf download "
-        f"{hub_id}`), or pass a local folder with --model /path/to/folder",
+        hint=f"{_suggestion(name) or _suggestion(hub_id)}download it once where there is "
+        f"network (`hf download {hub_id}`), or pass a local folder with "
+        f"--model /path/to/folder{then}",
     )
+
+
+@lru_cache(maxsize=4)
+def hub_unreachable(endpoint: str | None = None, timeout: float = HUB_CHECK_SECONDS
+                    ) -> str | None:
+    """Why the Hugging Face hub cannot be reached, or None when it accepts a connection.
+
+    A TCP connection to ``endpoint`` (default: ``HF_ENDPOINT`` or https://huggingface.co),
+    or to the HTTPS proxy the environment names, within ``timeout`` seconds. Name lookup
+    runs in a thread so that a resolver that never answers is bounded by the timeout too.
+    The answer is kept for the life of the process.
+    """
+    if endpoint is None:
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parts.scheme or "https")
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxy_parts.hostname or host, proxy_parts.port or 8080
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as err:
+            outcome.append(err.strerror or str(err) or type(err).__name__)
+
+    worker = threading.Thread(target=connect, name="videolens-hub-check", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        return f"no answer from {host}:{port} within {timeout:g} s"
+    return None if outcome[0] is None else f"{host}:{port}: {outcome[0]}"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's files are: ``source`` (a folder or hub id) for ``from_pretrained``.
+
+    ``config_path``: its config.json when it is on disk (a folder, or the hub cache);
+    ``local_files_only``: load from the cache without asking the hub.
+    """
+
+    name: str
+    source: str
+    preset: Preset | None
+    config_path: Path | None
+    local_files_only: bool
+
+
+def locate(name: str = DEFAULT_MODEL, *, check_network: bool = True) -> ModelSource:
+    """Find a model's files without importing torch or transformers, or fail at once.
+
+    ``name``: a preset, a hub id (``owner/name``) or a local folder. A folder must hold a
+    config.json; a hub checkpoint in the local cache is used without the network; one that
+    is not needs the hub, which is checked first (:func:`hub_unreachable`) unless
+    ``check_network`` is False. A name that is none of these (no ``/``, not a preset, not a
+    folder, not cached) is taken for a typo: the error says which preset is closest.
+
+    Raises:
+        ModelLoadError: with one line saying what to do.
+    """
+    source, preset = resolve(name)
+    local = Path(source).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise ModelLoadError(
+                "model folder has no config.json",
+                path=local,
+                hint="pass a folder written by save_pretrained (model and processor files)",
+            )
+        return ModelSource(name, str(local), preset, local / "config.json", False)
+    if _looks_like_path(source):
+        raise ModelLoadError(
+            "model folder not found",
+            path=source,
+            hint=f"check the path, or use a preset ({', '.join(PRESETS)}) or a hub id",
+        )
+    cached = _cached_config(source)
+    if cached is not None:
+        return ModelSource(name, source, preset, Path(cached), True)
+    if preset is None and "/" not in source:
+        raise ModelLoadError(
+            f"unknown model {name!r}",
+            hint=f"{_suggestion(name)}use a preset ({', '.join(PRESETS)}), a hub id "
+            "(owner/name) or a local folder; `videolens models` lists the presets",
+        )
+    if hub_offline():
+        raise _offline_error(name, source)
+    if check_network:
+        why = hub_unreachable()
+        if why is not None:
+            raise _offline_error(
+                name, source, f"the Hugging Face hub cannot be reached ({why})")
+    return ModelSource(name, source, preset, None, False)
+
+
+def _model_type(found: ModelSource) -> str:
+    """``model_type`` from config.json, read as plain JSON when the file is on disk."""
+    if found.config_path is not None:
+        try:
+            return str(json.loads(found.config_path.read_text(encoding="utf-8"))
+                       .get("model_type", ""))
+        except (OSError, ValueError, AttributeError) as err:
+            raise ModelLoadError(
+                f"cannot read the config of model {found.name!r}: {err}",
+                path=found.config_path, hint="pass a CLIP, SigLIP or X-CLIP checkpoint",
+            ) from None
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(found.source)
+    except OSError as err:
+        raise _load_error(found.name, found.source, err, "cannot load model") from None
+    except ValueError as err:
+        raise ModelLoadError(
+            f"cannot read the config of model {found.name!r}: {str(err).splitlines()[0]}",
+            hint="pass a CLIP, SigLIP or X-CLIP checkpoint",
+        ) from None
+    return str(getattr(config, "model_type", ""))
 
 
 def load_model(
@@ -120,61 +286,31 @@ def load_model(
         device: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
         dtype: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``fp16``, ``bf16``.
 
-    A hub checkpoint already in the local cache is loaded without touching the network.
+    A hub checkpoint already in the local cache is loaded without touching the network; a
+    name that cannot be had (a typo, or not cached while the hub is unreachable) fails at
+    once, before transformers is imported (:func:`locate`, which callers that want the answer
+    before importing torch too can call first).
     """
-    from transformers import AutoConfig
-
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(dtype, torch_device)
-    source, preset = resolve(name)
-    local = Path(source).expanduser()
-    config_path: Path | None = None
-    load_kwargs: dict = {}
-    if local.exists():
-        if not (local / "config.json").is_file():
-            raise ModelLoadError(
-                "model folder has no config.json",
-                path=local,
-                hint="pass a folder written by save_pretrained (model and processor files)",
-            )
-        source = str(local)
-        config_path = local / "config.json"
-    elif _looks_like_path(source):
-        raise ModelLoadError(
-            "model folder not found",
-            path=source,
-            hint=f"check the path, or use a preset ({', '.join(PRESETS)}) or a hub id",
-        )
-    else:
-        cached = _cached_config(source)
-        if cached is not None:
-            config_path = Path(cached)
-            load_kwargs["local_files_only"] = True
-
-    try:
-        config = AutoConfig.from_pretrained(source, **load_kwargs)
-    except OSError as err:
-        raise _load_error(name, source, err, "cannot load model") from None
-    except ValueError as err:
-        raise ModelLoadError(
-            f"cannot read the config of model {name!r}: {str(err).splitlines()[0]}",
-            hint="pass a CLIP, SigLIP or X-CLIP checkpoint",
-        ) from None
-
-    model_type = getattr(config, "model_type", "")
+    found = locate(name)
+    model_type = _model_type(found)
     if model_type not in SUPPORTED_TYPES:
         raise ModelLoadError(
             f"model {name!r} is a {model_type!r} checkpoint; videolens supports "
             f"{', '.join(SUPPORTED_TYPES)}",
             hint=f"use a preset ({', '.join(PRESETS)}) or another CLIP-family checkpoint",
         )
-    fingerprint = _fingerprint(source, config_path)
+    load_kwargs = {"local_files_only": True} if found.local_files_only else {}
+    fingerprint = _fingerprint(found.source, found.config_path)
     try:
-        model = _build(model_type, source, load_kwargs, torch_device, torch_dtype, fingerprint)
+        model = _build(model_type, found.source, load_kwargs, torch_device, torch_dtype,
+                       fingerprint)
     except OSError as err:
-        raise _load_error(name, source, err, "cannot load the weights or processor of") from None
-    if preset is not None and model.num_frames is None:
-        model.default_frames = preset.frames
+        raise _load_error(name, found.source, err,
+                          "cannot load the weights or processor of") from None
+    if found.preset is not None and model.num_frames is None:
+        model.default_frames = found.preset.frames
     return model
 
 

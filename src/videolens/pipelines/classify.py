@@ -8,6 +8,7 @@ prompt-ensemble classifier, and ranked by :func:`videolens.tasks.rank_labels`.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -46,15 +47,19 @@ class VideoResult:
         return self.scores[0] if self.scores else None
 
     def to_json(self) -> dict[str, Any]:
-        """The ``--json`` line: scores high to low; ``{"video", "error"}`` for a failure."""
+        """The ``--json`` line: scores high to low; ``{"video", "error"}`` for a failure.
+
+        Timestamps are rounded to milliseconds and scores to 6 decimals: float32 scores
+        carry no more, and ``0.5333333333333333`` s only looks precise.
+        """
         if self.error is not None:
             return {"video": self.video, "error": self.error}
         return {
             "video": self.video,
             "model": self.model,
             "frames": self.frames,
-            "timestamps": self.timestamps,
-            "scores": [{"label": s.label, "score": s.score} for s in self.scores],
+            "timestamps": [round(t, 3) for t in self.timestamps],
+            "scores": [{"label": s.label, "score": round(s.score, 6)} for s in self.scores],
         }
 
 
@@ -93,6 +98,11 @@ def iter_classify(
         raise UsageError(f"--top must be 0 (all labels) or more, got {top}")
     prompts = build_prompts(label_set, templates)
     encoder = get_model(model, device, dtype)
+    if len(label_set) == 1 and encoder.kind == "softmax":
+        warnings.warn(
+            f"only one label ({label_set.labels[0]!r}): a softmax over one label is always "
+            "1.000, whatever the video — add labels to compare it with, or use a model "
+            "with sigmoid scores (e.g. siglip-b16)", UserWarning, stacklevel=2)
     num_frames = encoder.frames_for(frames)
     classifier = build_zero_shot_classifier(encoder, prompts)
     paths = as_paths(videos)

@@ -33,14 +33,18 @@ def search(
     top: int = 10,
     video_glob: str | None = None,
     exact: bool | None = None,
+    min_score: float | None = None,
     device: str = "auto",
     dtype: str = "auto",
 ) -> list[Moment]:
     """Moments matching a text ``query`` or an example ``image`` (a file, or an (H, W, 3)
     RGB uint8 array), best first.
 
-    ``video_glob`` keeps videos whose path (or file name) matches it. ``exact``: force exact
-    (True) or approximate (False) vector search; by default the store decides by size.
+    ``video_glob`` keeps videos whose absolute path, path relative to the current folder, or
+    file name matches it (``"sub/*"``, ``"*.mp4"``, ``"/data/clips/*"``). ``min_score`` drops
+    moments whose score (the best frame's cosine similarity, -1..1) is below it, so fewer
+    than ``top`` may come back. ``exact``: force exact (True) or approximate (False) vector
+    search; by default the store decides by size.
     """
     if (query is None) == (image is None):
         raise UsageError("give a text query or --image, not both and not neither")
@@ -60,16 +64,34 @@ def search(
         records = store.videos()
         allowed = None
         if video_glob:
-            allowed = {v.id for v in records
-                       if fnmatch.fnmatch(v.path, video_glob)
-                       or fnmatch.fnmatch(Path(v.path).name, video_glob)}
+            allowed = {v.id for v in records if _glob_matches(v.path, video_glob)}
             if not allowed:
                 return []
         k = max(MIN_FRAMES, FRAMES_PER_MOMENT * top)
         [hits] = store.search(vector.astype(np.float32), k, video_ids=allowed, exact=exact)
         step = 1.0 / float(store.sampling.get("fps", 1.0))
         videos = {v.id: (v.path, v.duration) for v in records}
-        return merge_hits(hits, videos, step)[:top]
+        moments = merge_hits(hits, videos, step)
+        if min_score is not None:
+            moments = [m for m in moments if m.score >= min_score]
+        return moments[:top]
     finally:
         if not isinstance(library, Library):
             store.close()
+
+
+def _glob_matches(path: str, pattern: str) -> bool:
+    """Whether a stored (absolute) video path matches a user's glob.
+
+    The library stores absolute paths, but people type globs relative to where they are
+    (``"sub/*"``), so the path relative to the current folder is tried too, and the file name.
+    """
+    pattern = os.path.expanduser(pattern)
+    if pattern.startswith("./"):
+        pattern = pattern[2:]
+    candidates = [path, Path(path).name]
+    try:
+        candidates.append(os.path.relpath(path))
+    except ValueError:  # another drive on Windows: no relative form
+        pass
+    return any(fnmatch.fnmatch(candidate, pattern) for candidate in candidates)

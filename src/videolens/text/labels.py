@@ -17,7 +17,9 @@ Accepted inputs of :func:`load_labels`:
     one-key mapping ``{label: description(s)}`` so YAML users can keep order and descriptions
     together (``- running: a person jogging outdoors``);
   - anything else (``.txt``, ``.csv``, no extension): one label per line; blank lines and lines
-    whose first non-space character is ``#`` are ignored;
+    whose first non-space character is ``#`` are ignored, and a ``#`` after whitespace starts
+    a comment to the end of the line (``running  # outdoors`` is ``running``); a ``#`` with
+    no whitespace before it is part of the label (``C# programming``);
 
 - any other string: labels separated by commas (or newlines), e.g. ``"running, jumping"``.
   Empty items are dropped, so ``"a,,b,"`` is ``["a", "b"]``: a stray or trailing comma from a
@@ -36,6 +38,7 @@ names). Duplicates are detected ignoring case and runs of whitespace, because ``
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,11 +228,15 @@ def _load_file(path: Path) -> LabelSet:
     return _from_lines(text, path)
 
 
+# a comment starts at a "#" that opens the line or follows whitespace
+_COMMENT = re.compile(r"(^|\s)#.*$")
+
+
 def _from_lines(text: str, path: Path) -> LabelSet:
     labels = []
     for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
+        line = _COMMENT.sub("", line).strip()
+        if line:
             labels.append(line)
     if not labels:
         raise LabelError(
