@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from ..errors import VideolensError
 from . import commands
+from .library import run_library
 from .options import EXIT_OK, EXIT_USAGE, note
 from .parser import build_parser
 from .serve import run_serve
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "probe": commands.run_probe,
         "models": commands.run_models,
         "completion": commands.run_completion,
+        "library": run_library,
     }
     _terminate_like_interrupt()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .engine import add_engine_options
+from .library import add_library_command
 from .options import add_library_option, add_model_options
 from .serve import add_serve_command
 from .train import add_train_command
@@ -245,4 +246,5 @@ def build_parser() -> argparse.ArgumentParser:
     completion.add_argument("shell", choices=["bash", "zsh", "tcsh"])
     add_serve_command(commands)
     add_train_command(commands)
+    add_library_command(commands)
     return parser
