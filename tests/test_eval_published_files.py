@@ -200,3 +200,18 @@ def test_rephrased_file_gives_name_and_entry_and_froster_prompts(tmp_path):
     rephrased.write_text(json.dumps({"0": "Catch: A person is catching an object"}))
     with pytest.raises(DatasetError, match="'Catch'"):
         apply_overrides(load_dataset("hmdb51", root, split="test1"), rephrased)
+
+
+def test_froster_ssv2_rephrased_spellings():
+    from videolens.eval.datasets import Dataset
+    from videolens.eval.datasets.base import texts_for
+
+    # official labels.json keys; FROSTER's zs_label_db/B2N_ssv2/train_rephrased.json writes
+    # "Stacking a number of something: ..." for the first
+    names = ("Stacking number of something",
+             "Putting something, something and something on the table")
+    data = Dataset("ssv2", "val", names, texts_for(names), ())
+    entry = "Stacking a number of something: A person is stacking several objects"
+    result = apply_overrides(data, {"0": entry})
+    assert result.class_texts[0] == "Stacking a number of something"
+    assert result.class_descriptions[0] == (entry,)

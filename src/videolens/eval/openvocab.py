@@ -64,7 +64,7 @@ from .cache import CachedVideos, EmbeddingCache, embed_videos
 from .datasets import Dataset, DatasetError, read_class_names_file
 from .datasets.base import data_lines, file_lines, read_json, read_text
 from .datasets.generic import parse_list_line
-from .datasets.names import FROSTER_K400_SPELLINGS
+from .datasets.names import FROSTER_SPELLINGS
 from .metrics import topk_accuracy
 from .results import EvalResult, class_logits, over_splits, run_record, sampling_for
 from .views import ViewSampling
@@ -235,13 +235,13 @@ def _read_json(path: Path) -> object:
 
 def _index_names(class_names: Sequence[str]) -> dict[str, int]:
     """Look-up of class ids by :func:`class_key` of the name, of its prompt text, and of
-    FROSTER's spelling for the Kinetics-400 classes it renamed
-    (:data:`~videolens.eval.datasets.kinetics.FROSTER_K400_SPELLINGS`)."""
+    FROSTER's spelling of the Kinetics-400 and SSv2 classes it renamed
+    (:data:`~videolens.eval.datasets.names.FROSTER_SPELLINGS`)."""
     index: dict[str, int] = {}
     for i, name in enumerate(class_names):
         index.setdefault(class_key(name), i)
         index.setdefault(class_key(class_name_to_text(name)), i)
-    for froster, official in FROSTER_K400_SPELLINGS.items():
+    for froster, official in FROSTER_SPELLINGS.items():
         if class_key(official) in index:
             index.setdefault(class_key(froster), index[class_key(official)])
     return index

@@ -28,7 +28,7 @@ from videolens.text.labels import LabelSet
 from videolens.text.loader import StructuredFileError, parse_structured
 from videolens.text.prompts import class_name_to_text
 
-from .names import FROSTER_K400_SPELLINGS, compact_key
+from .names import FROSTER_SPELLINGS, compact_key
 
 __all__ = [
     "Dataset",
@@ -437,7 +437,7 @@ def _indexed_overrides(dataset: Dataset, data: Mapping[str, Any], where: str | N
     for index, (name, text) in enumerate(zip(dataset.class_names, texts, strict=True)):
         for key in (name, text, class_name_to_text(name)):
             lookup.setdefault(compact_key(key), index)
-    for froster, official in FROSTER_K400_SPELLINGS.items():
+    for froster, official in FROSTER_SPELLINGS.items():
         if compact_key(official) in lookup:
             lookup.setdefault(compact_key(froster), lookup[compact_key(official)])
     unknown: list[str] = []
@@ -542,7 +542,8 @@ def apply_overrides(
       (``label_rephrase/*_rephrased_classes.json``, ``zs_label_db/B2N_*/*_rephrased.json``)
       and Open-VCLIP's/FROSTER's ``*-index2cls.json``. Each value is ``"Name"`` or
       ``"Name: description"``; it is matched to a class by ``Name`` (ignoring case, spaces
-      and underscores, and FROSTER's Kinetics-400 spellings), not by id, since a K600
+      and underscores, and FROSTER's own spellings of 7 Kinetics-400 and 3 SSv2 classes,
+      :data:`~videolens.eval.datasets.names.FROSTER_SPELLINGS`), not by id, since a K600
       subset file numbers its 160 classes 0..159. The class text becomes ``Name`` and, when
       there is a description, the whole value is the class's one description (FROSTER's
       prompts use it whole: :func:`~videolens.eval.results.class_prompts`).

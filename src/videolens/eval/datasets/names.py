@@ -7,7 +7,8 @@ them without importing a reader.
 
 from __future__ import annotations
 
-__all__ = ["FROSTER_K400_SPELLINGS", "compact_key", "official_k400_name"]
+__all__ = ["FROSTER_K400_SPELLINGS", "FROSTER_SPELLINGS", "FROSTER_SSV2_SPELLINGS", "compact_key",
+           "official_k400_name"]
 
 
 def compact_key(name: str) -> str:
@@ -34,6 +35,17 @@ FROSTER_K400_SPELLINGS: dict[str, str] = {
     "skiing cross-country": "skiing crosscountry",
     "swimming breaststroke": "swimming breast stroke",
 }
+# FROSTER's spelling of a Something-Something v2 class -> the official ``labels.json`` key:
+# its base-to-novel rephrased class file ``zs_label_db/B2N_ssv2/train_rephrased.json`` names
+# these 3 classes differently (its ``*_idx2cls.csv`` use the official names).
+FROSTER_SSV2_SPELLINGS: dict[str, str] = {
+    "Putting a number of something onto something":
+        "Putting number of something onto something",
+    "Putting something, something, and something on the table":
+        "Putting something, something and something on the table",
+    "Stacking a number of something": "Stacking number of something",
+}
+FROSTER_SPELLINGS: dict[str, str] = {**FROSTER_K400_SPELLINGS, **FROSTER_SSV2_SPELLINGS}
 _OFFICIAL = {compact_key(k): v for k, v in FROSTER_K400_SPELLINGS.items()}
 
 
