@@ -179,8 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "frames as one clip (default: logits, or the recipe's)")
     evaluate.add_argument("--template", action="append", default=None, metavar="TEXT",
                           help="prompt template with {} (repeatable; default: built-in set)")
-    evaluate.add_argument("--class-texts", metavar="FILE", default=None,
-                          help="YAML/JSON/TXT overriding class texts or adding descriptions")
+    evaluate.add_argument("--class-texts", metavar="FILE", action="append", default=None,
+                          help="YAML/JSON/TXT overriding class texts or adding descriptions, "
+                          "or a FROSTER rephrased / index2cls JSON; repeat to apply several")
     evaluate.add_argument("--class-names", metavar="FILE", default=None,
                           help="class-name file fixing class ids (one per line or id,name CSV)")
     evaluate.add_argument("--split-file", action="append", default=[], metavar="PATH",

@@ -75,7 +75,7 @@ def evaluate(
     ensemble: str | None = None,
     recipe: str | None = None,
     templates: Sequence[str] | None = None,
-    overrides: str | None = None,
+    overrides: str | Sequence[str] | None = None,
     class_names_file: str | None = None,
     split_files: Sequence[str] = (),
     video_lists: Sequence[str] = (),
@@ -101,6 +101,9 @@ def evaluate(
     (UCF101, HMDB51; population std, stated in ``record["std"]``); ``split="all"`` is every
     video ("UCF*"), ``split="full"`` for HMDB51 split 1's training and test videos (5,100,
     "HMDB*" as FROSTER and Open-VCLIP cut it).
+
+    ``overrides``: one class-text file or several, applied in order (FROSTER's base and
+    novel rephrased files of one split, for instance).
 
     Test sampling (:mod:`videolens.eval.views`): ``frames`` per view, segment sampling, or
     dense clips of ``frames`` frames ``stride`` apart; ``views`` temporal views x ``crops``
@@ -149,8 +152,8 @@ def evaluate(
         data_set = load_dataset(dataset, root, split=name, class_names_file=class_names_file)
         if chosen is not None and chosen.class_texts == "raw" and data_set.class_names:
             data_set = replace(data_set, class_texts=raw_class_texts(data_set.class_names))
-        if overrides is not None:
-            data_set = apply_overrides(data_set, overrides)
+        for override in [overrides] if isinstance(overrides, str) else (overrides or ()):
+            data_set = apply_overrides(data_set, override)  # in order: a later file wins
         return data_set
 
     common: dict[str, Any] = {"workers": workers, "progress": progress}
