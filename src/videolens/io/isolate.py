@@ -27,7 +27,14 @@ from .probe import VideoInfo, probe
 from .sampling import Sampling
 
 Loaded = tuple[VideoInfo, Frames]
-Loader = Callable[[str, Sampling], Loaded]
+Loader = Callable[..., Loaded]
+# A unit of work: a path, or (path, *arguments) for a loader that takes more, e.g. the
+# frame range of one segment of a long video
+Item = str | tuple
+
+
+def _path_of(item: Item) -> str:
+    return item[0] if isinstance(item, tuple) else item
 
 
 def _die_with(parent_pid: int) -> None:
@@ -84,11 +91,14 @@ def _main_module_hidden(loader: Loader) -> Iterator[None]:
         main.__dict__.update(saved)
 
 
-def _load_or_error(loader: Loader, path: str, sampling: Sampling) -> Loaded | VideoDecodeError:
+def _load_or_error(loader: Loader, item: Item, sampling: Sampling
+                   ) -> Loaded | VideoDecodeError:
     """Worker entry point: any failure comes back as a VideoDecodeError value (typed, picklable,
     no traceback to ship), so only a dead or hung worker is an exception for the parent."""
+    path = _path_of(item)
+    extra = item[1:] if isinstance(item, tuple) else ()
     try:
-        return loader(path, sampling)
+        return loader(path, sampling, *extra)
     except VideoDecodeError as err:
         return err
     except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
@@ -150,17 +160,19 @@ class FrameReader:
         """Stop the workers (killing any still busy) and release them."""
         self._kill_pool()
 
-    def map(self, paths: Sequence[str | os.PathLike]
-            ) -> Iterator[tuple[str, Loaded | VideoDecodeError]]:
+    def map(self, paths: Sequence[str | os.PathLike | tuple]
+            ) -> Iterator[tuple[Item, Loaded | VideoDecodeError]]:
         """Yield ``(path, (VideoInfo, Frames))`` or ``(path, VideoDecodeError)`` per input path,
-        in input order, while the next files decode in the background."""
-        names = [os.fspath(p) for p in paths]
+        in input order, while the next files decode in the background. An input may also be
+        a tuple ``(path, *arguments)``, handed to the loader as ``loader(path, sampling,
+        *arguments)`` and yielded back as given."""
+        names = [p if isinstance(p, tuple) else os.fspath(p) for p in paths]
         if not self.isolate:
             for name in names:
                 yield name, _load_or_error(self.loader, name, self.sampling)
             return
         queue = deque(names)
-        in_flight: deque[tuple[str, Future]] = deque()
+        in_flight: deque[tuple[Item, Future]] = deque()
         try:
             while queue or in_flight:
                 while queue and len(in_flight) < self.prefetch:
@@ -173,7 +185,7 @@ class FrameReader:
             for _, future in in_flight:
                 future.cancel()
 
-    def _submit(self, name: str) -> Future:
+    def _submit(self, name: Item) -> Future:
         # workers start inside submit() (on demand), so that is where __main__ is hidden
         with _main_module_hidden(self.loader):
             if self._pool is None:
@@ -182,7 +194,7 @@ class FrameReader:
                                                  initargs=(os.getpid(),))
             return self._pool.submit(_load_or_error, self.loader, name, self.sampling)
 
-    def _wait(self, name: str, future: Future, in_flight: deque[tuple[str, Future]]
+    def _wait(self, name: Item, future: Future, in_flight: deque[tuple[Item, Future]]
               ) -> Loaded | VideoDecodeError:
         """The result for the head file. A hang or crash kills the pool; the other files in
         flight died with it and are resubmitted to a fresh one."""
@@ -200,7 +212,7 @@ class FrameReader:
         in_flight.extend((other, self._submit(other)) for other in others)
         return result
 
-    def _run_alone(self, name: str, codes: list[int]) -> Loaded | VideoDecodeError:
+    def _run_alone(self, name: Item, codes: list[int]) -> Loaded | VideoDecodeError:
         retry = self._submit(name)
         try:
             return retry.result(timeout=self.timeout)
@@ -211,17 +223,19 @@ class FrameReader:
             codes = self._exit_codes() or codes
             self._drop_pool(deque())
             return VideoDecodeError(
-                f"the decoder crashed on this file ({_describe_exit(codes)})", path=name,
+                f"the decoder crashed on this file ({_describe_exit(codes)})",
+                path=_path_of(name),
                 hint="the file is probably damaged; re-encode it or skip it",
             )
 
-    def _timeout_error(self, name: str) -> VideoDecodeError:
+    def _timeout_error(self, name: Item) -> VideoDecodeError:
         return VideoDecodeError(
-            f"decoding took longer than {self.timeout:g} s and was stopped", path=name,
+            f"decoding took longer than {self.timeout:g} s and was stopped",
+            path=_path_of(name),
             hint="the file may make the decoder hang; raise the timeout if it is only long",
         )
 
-    def _drop_pool(self, in_flight: deque[tuple[str, Future]]) -> list[str]:
+    def _drop_pool(self, in_flight: deque[tuple[Item, Future]]) -> list[Item]:
         """Kill the pool; return (and forget) the files that were in flight in it."""
         self._kill_pool()
         self.restarts += 1

@@ -13,6 +13,9 @@ from .sampling import Sampling
 
 # Frames requested per read_frames call: the times of a long video never exist all at once.
 CHUNK = 64
+# Frames one work item of `videolens index` holds: long videos are read and encoded in
+# segments of this many frames, so memory does not grow with the length of a video.
+SEGMENT = 128
 # Frames one video may give a library at most (10 hours at 1 frame/s); --max-frames.
 DEFAULT_MAX_FRAMES = 36_000
 
@@ -29,6 +32,46 @@ def shrink(frames: np.ndarray, max_side: int) -> np.ndarray:
     return np.stack(
         [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BICUBIC)) for f in frames]
     )
+
+
+def rate_segments(duration: float, fps: float, max_frames: int = DEFAULT_MAX_FRAMES,
+                  segment: int = SEGMENT) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` frame-index ranges (``t_k = k / fps``) covering a video of
+    ``duration`` seconds in pieces of at most ``segment`` frames, capped at ``max_frames``."""
+    count = min(max(1, math.ceil(max(duration, 0.0) * fps - 1e-9)), max_frames)
+    return [(start, min(count, start + segment)) for start in range(0, count, segment)]
+
+
+def load_rate_segment(path: str, sampling: Sampling, start: int, stop: int, max_side: int,
+                      max_short_side: int | None = None) -> tuple[VideoInfo, Frames]:
+    """Worker-side loader for one segment of a long video: the frames at ``k / fps`` for
+    ``start <= k < stop`` (distinct frames only, in time order), shrunk as
+    :func:`load_at_rate` shrinks them. ``Frames.stream_end`` is set when the stream ended
+    inside the segment, so the caller can skip the segments after it."""
+    info = probe(path)
+    images, stamps, warnings = [], [], []
+    decoded, last, end = 0, -math.inf, None
+    for first in range(start, stop, CHUNK):
+        chunk = np.arange(first, min(stop, first + CHUNK), dtype=np.float64) / sampling.fps
+        sampled = read_frames(path, chunk, max_short_side=max_short_side)
+        decoded += sampled.decoded_frames
+        warnings.extend(w for w in sampled.warnings if w not in warnings)
+        fresh = np.flatnonzero(sampled.timestamps > last)
+        if fresh.size:
+            _, unique = np.unique(sampled.timestamps[fresh], return_index=True)
+            fresh = fresh[np.sort(unique)]
+            images.append(shrink(sampled.frames[fresh], max_side))
+            stamps.append(sampled.timestamps[fresh])
+            last = float(stamps[-1][-1])
+        if sampled.stream_end is not None and chunk[-1] > sampled.stream_end:
+            end = sampled.stream_end
+            break
+    if not images:
+        empty = np.zeros((0, 1, 1, 3), np.uint8)
+        return info, Frames(empty, np.zeros(0), np.zeros(0), warnings, decoded, stream_end=end)
+    requested = np.arange(start, stop, dtype=np.float64) / sampling.fps
+    return info, Frames(np.concatenate(images), np.concatenate(stamps), requested, warnings,
+                        decoded, stream_end=end)
 
 
 def load_at_rate(path: str, sampling: Sampling, max_side: int,

@@ -18,9 +18,18 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..errors import LibraryError, UsageError, VideoDecodeError
-from ..io import FrameReader, Sampling, check_file, file_fingerprint, load_at_rate
-from ..io.rate import DEFAULT_MAX_FRAMES
+from ..io import (
+    FrameReader,
+    Sampling,
+    VideoInfo,
+    check_file,
+    file_fingerprint,
+    probe_many,
+)
+from ..io.rate import DEFAULT_MAX_FRAMES, load_at_rate, load_rate_segment, rate_segments
 from ..library import Library, WriteLock
 from ..models import VideoTextModel
 from .common import DEFAULT_LIBRARY, Inputs, as_paths, get_model, resolved
@@ -193,8 +202,89 @@ def _plan(store, candidates, summary, retry_failed, emit) -> dict[str, tuple[int
     return todo
 
 
+@dataclass
+class _Pending:
+    """One video being read segment by segment: what has been encoded so far."""
+
+    info: VideoInfo
+    segments: int
+    done: int = 0
+    timestamps: list[np.ndarray] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    last: float = -math.inf
+    ended: float | None = None  # the stream's last frame, once a segment reached it
+    failed: bool = False
+
+
 def _run(todo, writer, model, sampling, workers, max_frames, progress, summary, emit,
-         engine) -> None:
+         engine="local") -> None:
+    """Probe each file (crash-isolated), cut it into segments of at most SEGMENT frames, then
+    ``segment = next(reader)`` -> ``vectors = model.encode_frames(frames)`` -> commit the
+    video in one transaction after its last segment. Frames of a long video are never all in
+    memory: only the segments in flight are. ``engine`` other than ``"local"``: Ray decodes
+    and encodes whole videos (:func:`_run_ray`)."""
+    if engine != "local":
+        _run_ray(todo, writer, model, sampling, max_frames, progress, summary, emit, engine)
+        return
+    pending: dict[str, _Pending] = {}
+    items: list[tuple[str, int, int]] = []
+    for path, info in probe_many(list(todo)):
+        if isinstance(info, VideoDecodeError):
+            _fail(path, todo[path], info.one_line(), writer, summary, emit)
+            continue
+        segments = rate_segments(info.duration, sampling.fps, max_frames)
+        state = pending[path] = _Pending(info, len(segments))
+        wanted = math.ceil(max(info.duration, 0.0) * sampling.fps - 1e-9)
+        if wanted > max_frames:
+            state.warnings.append(
+                f"sampled only the first {max_frames} frames ({max_frames / sampling.fps:.0f} s "
+                f"at {sampling.fps:g}/s) of {info.duration:.0f} s: raise --max-frames to keep "
+                "more")
+        items.extend((path, start, stop) for start, stop in segments)
+    bar = None
+    if progress and items:
+        from tqdm import tqdm
+
+        total = sum(min(s.info.duration, max_frames / sampling.fps) for s in pending.values())
+        bar = tqdm(total=round(total, 1), unit="s", unit_scale=False, file=sys.stderr,
+                   dynamic_ncols=True, desc="video indexed",
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
+                   "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
+    loader = partial(load_rate_segment, max_side=model.frame_max_side,
+                     max_short_side=model.decode_short_side)
+    try:
+        with FrameReader(sampling, workers=workers, loader=loader) as reader:
+            results = reader.map(items)
+            while True:
+                waited = time.perf_counter()
+                try:
+                    (path, start, stop), loaded = next(results)
+                except StopIteration:
+                    break
+                encode_start = time.perf_counter()
+                summary.decode_wait_seconds += encode_start - waited
+                state = pending[path]
+                _take_segment(path, state, loaded, model, emit)
+                state.done += 1
+                if state.done == state.segments:
+                    _commit(path, todo[path], state, writer, summary, emit)
+                summary.encode_seconds += time.perf_counter() - encode_start
+                if bar is not None:
+                    covered = (stop - start) / sampling.fps
+                    bar.update(max(0.0, min(covered, state.info.duration - start / sampling.fps)))
+                    bar.set_postfix(videos=len(summary.indexed), frames=summary.frames,
+                                    refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _run_ray(todo, writer, model, sampling, max_frames, progress, summary, emit, engine) -> None:
+    """The Ray engine's loop: each result is a whole video with its vectors, committed in one
+    transaction exactly as the local loop commits."""
+    from .ray_engine import RayReader
+
     bar = None
     if progress:
         from tqdm import tqdm
@@ -203,24 +293,29 @@ def _run(todo, writer, model, sampling, workers, max_frames, progress, summary, 
     loader = partial(load_at_rate, max_side=model.frame_max_side,
                      max_short_side=model.decode_short_side, max_frames=max_frames)
     try:
-        if engine == "local":
-            reader = FrameReader(sampling, workers=workers, loader=loader)
-        else:  # Ray decodes and encodes: each result also carries the video's vectors
-            from .ray_engine import RayReader
-
-            reader = RayReader(engine, sampling, model, output="frames", loader=loader)
-        with reader:
+        with RayReader(engine, sampling, model, output="frames", loader=loader) as reader:
             results = reader.map(list(todo))
             while True:
                 waited = time.perf_counter()
                 try:
-                    path, loaded, *encoded = next(results)
+                    path, loaded, vectors = next(results)
                 except StopIteration:
                     break
-                encode_start = time.perf_counter()
-                summary.decode_wait_seconds += encode_start - waited
-                _store_one(path, todo[path], loaded, writer, model, summary, emit, *encoded)
-                summary.encode_seconds += time.perf_counter() - encode_start
+                started = time.perf_counter()
+                summary.decode_wait_seconds += started - waited
+                if isinstance(loaded, VideoDecodeError):
+                    _fail(path, todo[path], loaded.one_line(), writer, summary, emit)
+                elif isinstance(vectors, Exception):  # the actor could not encode it
+                    first = str(vectors).splitlines()[0] if str(vectors) else repr(vectors)
+                    _fail(path, todo[path], f"{path}: encoding failed: {first}", writer,
+                          summary, emit)
+                else:
+                    info, sampled = loaded
+                    state = _Pending(info, 1, timestamps=[sampled.timestamps],
+                                     vectors=[np.asarray(vectors)],
+                                     warnings=list(sampled.warnings))
+                    _commit(path, todo[path], state, writer, summary, emit)
+                summary.encode_seconds += time.perf_counter() - started
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(frames=summary.frames, refresh=False)
@@ -229,31 +324,58 @@ def _run(todo, writer, model, sampling, workers, max_frames, progress, summary, 
             bar.close()
 
 
-def _store_one(path, planned, loaded, writer, model, summary, emit, vectors=None) -> None:
-    size, mtime_ns = planned
+def _take_segment(path, state: _Pending, loaded, model, emit) -> None:
+    """Encode one segment's new frames into ``state`` (or mark the video failed)."""
+    if state.failed or state.ended is not None:
+        return  # a failed video, or segments past the end of its stream: nothing to add
     if isinstance(loaded, VideoDecodeError):
-        reason = loaded.one_line()
-        # the file changed since it was indexed and no longer decodes: its old vectors
-        # describe content that is gone, so they must not keep answering searches
-        writer.remove_video(path)
-        writer.record_failure(path, reason, size, mtime_ns)
-        summary.failed[path] = reason
-        emit("failed", path, reason)
+        state.failed = True
+        state.warnings = [loaded.one_line()]
         return
-    info, sampled = loaded
-    try:
-        if vectors is None:
-            vectors = model.encode_frames(sampled.frames).numpy()
-        elif isinstance(vectors, Exception):  # the Ray engine's actor could not encode it
-            raise vectors
-    except (RuntimeError, ValueError) as err:
-        reason = f"{path}: encoding failed: {str(err).splitlines()[0] if str(err) else err!r}"
-        writer.record_failure(path, reason, size, mtime_ns)
-        summary.failed[path] = reason
-        emit("failed", path, reason)
-        return
+    _, sampled = loaded
     for warning in sampled.warnings:
+        if warning not in state.warnings:
+            state.warnings.append(warning)
+    fresh = sampled.timestamps > state.last  # a frame held across a segment boundary
+    if fresh.any():
+        try:
+            vectors = model.encode_frames(sampled.frames[fresh]).numpy()
+        except (RuntimeError, ValueError) as err:
+            state.failed = True
+            first = str(err).splitlines()[0] if str(err) else repr(err)
+            state.warnings = [f"{path}: encoding failed: {first}"]
+            return
+        state.timestamps.append(sampled.timestamps[fresh])
+        state.vectors.append(vectors)
+        state.last = float(sampled.timestamps[fresh][-1])
+    if sampled.stream_end is not None:
+        state.ended = sampled.stream_end
+
+
+def _fail(path, planned, reason, writer, summary, emit) -> None:
+    size, mtime_ns = planned
+    # the file changed since it was indexed and no longer decodes: its old vectors describe
+    # content that is gone, so they must not keep answering searches
+    writer.remove_video(path)
+    writer.record_failure(path, reason, size, mtime_ns)
+    summary.failed[path] = reason
+    emit("failed", path, reason)
+
+
+def _commit(path, planned, state: _Pending, writer, summary, emit) -> None:
+    if state.failed:
+        _fail(path, planned, state.warnings[0], writer, summary, emit)
+        return
+    info = state.info
+    if state.ended is not None and state.ended + 2.0 < info.duration:
+        state.warnings = [w for w in state.warnings
+                          if not w.startswith("the video stream ends at")]
+        state.warnings.append(f"the file declares {info.duration:.2f} s but its last frame "
+                              f"is at {state.ended:.2f} s; sampling stopped there")
+    timestamps, vectors = np.concatenate(state.timestamps), np.concatenate(state.vectors)
+    for warning in state.warnings:
         emit("warning", path, warning)
+    size, mtime_ns = planned
     writer.add_video(
         {
             "path": path,
@@ -264,14 +386,14 @@ def _store_one(path, planned, loaded, writer, model, summary, emit, vectors=None
             "fps": info.fps,
             "width": info.width,
             "height": info.height,
-            "num_frames": len(sampled.timestamps),
+            "num_frames": len(timestamps),
             "indexed_at": time.time(),
-            "warnings": tuple(sampled.warnings),
+            "warnings": tuple(state.warnings),
         },
-        sampled.timestamps,
+        timestamps,
         vectors,
     )
     summary.indexed.append(path)
-    summary.frames += len(sampled.timestamps)
+    summary.frames += len(timestamps)
     summary.video_seconds += info.duration
-    emit("indexed", path, f"{len(sampled.timestamps)} frames")
+    emit("indexed", path, f"{len(timestamps)} frames")
