@@ -7,8 +7,8 @@ several sets is decoded and encoded once.
 
 **Cross-dataset Kinetics-600** (ER-ZASR, Chen & Huang, ICCV 2021; used by X-CLIP, ViFi-CLIP,
 Open-VCLIP and FROSTER): a model trained on Kinetics-400 (or not trained at all) is evaluated on
-the Kinetics-600 classes that are *not* Kinetics-400 classes. There are 220 of them: 232
-Kinetics-600 names do not occur in Kinetics-400, and 12 of those are Kinetics-400 classes
+the Kinetics-600 classes that are *not* Kinetics-400 classes. There are 220 of them: 231
+Kinetics-600 names do not occur in Kinetics-400, and 11 of those are Kinetics-400 classes
 renamed in Kinetics-600 (:data:`K400_TO_K600_RENAMED`), which count as known. ER-ZASR splits
 the 220 three times into 60 validation and 160 test classes; each of the three 160-class
 *subsets* is evaluated separately — a video counts for a subset when its class is in it and is

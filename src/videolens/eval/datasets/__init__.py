@@ -8,8 +8,8 @@ every path tried, and where to get it.
 ========== ============================= =============== =====================================
 name       module                        default split   splits
 ========== ============================= =============== =====================================
-ucf101     :mod:`.ucf101`                test1           test1-3, train1-3, all
-hmdb51     :mod:`.hmdb51`                test1           test1-3, train1-3, all
+ucf101     :mod:`.ucf101`                test1           test1-3, train1-3, all (= full)
+hmdb51     :mod:`.hmdb51`                test1           test1-3, train1-3, full, all
 kinetics*  :mod:`.kinetics` (400/600/700) val            val, test, train
 ssv2       :mod:`.ssv2`                  val             val, train
 charades   :mod:`.charades`              test            test, train (multi-label)
