@@ -103,16 +103,8 @@ class WriteLock:
         search's momentary probe of the lock (see ``Library.writer_running``)."""
         if self.held:
             raise RuntimeError("this WriteLock is already held")
-        if not self.root.is_dir():
-            try:
-                self.root.mkdir(parents=True)
-                self._created_root = True
-            except FileExistsError:
-                pass
-            except OSError as err:
-                raise LibraryError(f"cannot create the library folder: {err.strerror}",
-                                   path=self.root, hint="choose another --library") from err
         while True:
+            self._make_root()  # again after a holder that created it removed it
             try:
                 got = self._lock.try_acquire(fcntl.LOCK_EX, wait_s=wait_s)
             except OSError as err:
@@ -130,6 +122,18 @@ class WriteLock:
             self._lock.release()  # the holder before us removed the file: lock the new one
         self._lock.write_holder(self.purpose)
         return self
+
+    def _make_root(self) -> None:
+        if self.root.is_dir():
+            return
+        try:
+            self.root.mkdir(parents=True)
+            self._created_root = True
+        except FileExistsError:
+            pass
+        except OSError as err:
+            raise LibraryError(f"cannot create the library folder: {err.strerror}",
+                               path=self.root, hint="choose another --library") from err
 
     def release(self) -> None:
         if not self.held:

@@ -41,6 +41,9 @@ from .store import (
 )
 
 _COLUMNS = ("id",) + _RECORD_FIELDS
+# ids skipped after a repair that lost video rows it could not read (ids are int64; web
+# pages and thumbnails key on them, so an id must never come back meaning another video)
+ID_GAP_AFTER_LOSS = 1 << 20
 
 
 @dataclass
@@ -481,15 +484,23 @@ def _copy_content(source: sqlite3.Connection, target: sqlite3.Connection, dim: i
                             vectors.astype(VECTOR_DTYPE).tobytes()))
             kept += 1
             max_seq = max(max_seq, int(row[0]))
+        max_seq = max([max_seq] + [p.id for p in scan.bad_videos if p.id is not None])
         try:
             seq = source.execute(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'videos'").fetchone()
             max_seq = max(max_seq, int(seq[0]) if seq else 0)
         except sqlite3.Error:
             pass
+        if scan.unreadable:
+            # rows were lost unseen: their ids are unknown, so leave a wide gap after the
+            # highest one seen rather than risk handing a lost video's id to a new one
+            max_seq += ID_GAP_AFTER_LOSS
         # ids are never reused: the next video gets a new id even after the repair
-        target.execute("INSERT OR REPLACE INTO sqlite_sequence (name, seq) VALUES ('videos', ?)",
-                       (max_seq,))
+        # (sqlite_sequence has no unique key: update the row the inserts made, if any)
+        if target.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'videos'",
+                          (max_seq,)).rowcount == 0:
+            target.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('videos', ?)",
+                           (max_seq,))
         try:
             for row in source.execute("SELECT path, reason, size, mtime_ns, at FROM failures"):
                 target.execute("INSERT OR IGNORE INTO failures VALUES (?, ?, ?, ?, ?)", row)

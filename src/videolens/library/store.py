@@ -125,7 +125,10 @@ _SELECT_VIDEO = "SELECT id, " + ", ".join(_RECORD_FIELDS) + " FROM videos"
 def _decode_frames(timestamps: bytes, vectors: bytes, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """SQLite blobs -> timestamps (n,) float64 seconds, vectors (n, D) float32.
 
-    Raises sqlite3.DatabaseError when the blob sizes disagree (damage SQLite cannot see)."""
+    Raises sqlite3.DatabaseError when the blobs are damaged in ways SQLite cannot see: sizes
+    that disagree, or rows that are not finite unit vectors (every stored row is one; the
+    check costs about as much as the float16 -> float32 conversion).
+    """
     if len(timestamps) % TIME_DTYPE.itemsize or \
             len(vectors) != len(timestamps) // TIME_DTYPE.itemsize * dim * VECTOR_DTYPE.itemsize:
         raise sqlite3.DatabaseError(
@@ -133,6 +136,11 @@ def _decode_frames(timestamps: bytes, vectors: bytes, dim: int) -> tuple[np.ndar
             f"{len(vectors)} bytes do not match)")
     times = np.frombuffer(timestamps, dtype=TIME_DTYPE).astype(np.float64)
     matrix = np.frombuffer(vectors, dtype=VECTOR_DTYPE).reshape(-1, dim).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        squared = np.einsum("nd,nd->n", matrix, matrix)  # (n,) squared norms
+    if not (np.isfinite(times).all() and np.all(np.abs(squared - 1) <= 2 * NORM_TOLERANCE)):
+        raise sqlite3.DatabaseError("database disk image is malformed (stored frames are not "
+                                    "finite unit vectors)")
     return times, matrix
 
 
@@ -535,6 +543,7 @@ class Library:
         held = lock if lock is not None else WriteLock(self.root).acquire()
         writer = None
         try:
+            db.remove_stale_builds(self.root)  # a create killed between link and cleanup
             if not self._checked and \
                     self.db_path.stat().st_size <= QUICK_CHECK_WRITE_MAX_BYTES:
                 with self._lock, db.sqlite_errors(self.db_path):
