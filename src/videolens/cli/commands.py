@@ -36,17 +36,17 @@ def _print_table(result, top: int) -> None:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    from ..io.discover import expand_inputs
-
     quiet_libraries()
-    paths = expand_inputs(args.videos)
-    if not paths:
-        return _nothing_found(args.videos)
     if args.workers < 1:
         note("error: --workers must be at least 1")
         return EXIT_USAGE
     _stdout_once(args)
-    check_model(args.model)
+    check_model(args.model)  # a usage error (exit 2) comes before any input is looked at
+    from ..io.discover import expand_inputs
+
+    paths = expand_inputs(args.videos)
+    if not paths:
+        return _nothing_found(args.videos)
     from ..pipelines.classify import iter_classify
 
     results = iter_classify(

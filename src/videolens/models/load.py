@@ -129,11 +129,12 @@ def hub_offline() -> bool:
 
 def _suggestion(name: str) -> str:
     """`` — did you mean clip-b32?`` for a near miss of a preset or a preset's hub id."""
-    names = [*PRESETS, *(p.hub_id for p in PRESETS.values())]
-    if name in names:
+    names = {known.lower(): known for known in
+             [*PRESETS, *(p.hub_id for p in PRESETS.values())]}
+    if name in names.values():
         return ""
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    return f"did you mean {close[0]}? " if close else ""
+    close = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.6)
+    return f"did you mean {names[close[0]]}? " if close else ""
 
 
 def _offline_error(name: str, hub_id: str, why: str | None = None) -> ModelLoadError:
