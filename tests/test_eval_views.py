@@ -286,3 +286,41 @@ def test_pooled_frames_need_a_frame_averaging_model(tiny_xclip):
     with pytest.raises(UsageError, match="cannot be pooled"):
         EmbeddingCache(model, ViewSampling(frames=model.num_frames, views=3, ensemble="frames"),
                        root=None)
+
+
+def test_xclip_views_keep_their_contexts_through_the_cache(clips, tiny_xclip, tmp_path):
+    model = load_model(tiny_xclip, device="cpu")
+    sampling = ViewSampling(frames=model.num_frames, views=2, crops=3)
+    data = dataset(clips)
+    with EmbeddingCache(model, sampling, root=tmp_path) as cache:
+        fresh = cache.embed(clips[:2])
+        first = zero_shot(data, model, templates=["{}"], cache=cache)
+    with EmbeddingCache(model, sampling, root=tmp_path) as cache:
+        stored = cache.embed(clips[:2])  # read back from SQLite: (6 clips * L, D) contexts
+        second = zero_shot(data, model, templates=["{}"], cache=cache)
+    assert stored.from_cache == 2
+    for path in clips[:2]:
+        assert len(stored.views[path]) == 6
+        for a, b in zip(fresh.views[path], stored.views[path], strict=True):
+            torch.testing.assert_close(a.context, b.context)
+            torch.testing.assert_close(a.embedding, b.embedding)
+    assert second.metrics == first.metrics
+    expected = independent_logits_xclip(model, clips, sampling)
+    assert first.confusion.tolist() == confusion_of(expected, data).tolist()
+
+
+def independent_logits_xclip(model, clips, sampling):
+    text = model.encode_text(list(CLASSES))
+    rows = []
+    for path in clips:
+        _, loaded = load_views(path, sampling)
+        embeddings = model.encode_videos(list(loaded.frames))  # 6 clips
+        rows.append(model.logits(embeddings, text).mean(dim=0).numpy())
+    return np.stack(rows)
+
+
+def confusion_of(logits, data):
+    matrix = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
+    for row, sample in zip(logits, data.samples, strict=True):
+        matrix[sample.labels[0], int(row.argmax())] += 1
+    return matrix
