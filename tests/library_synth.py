@@ -49,12 +49,14 @@ def stored_content(root: Path) -> dict[str, tuple[int, np.ndarray, np.ndarray]]:
     """path -> (id, timestamps (n,), vectors (n, D) float32), read with plain sqlite3."""
     conn = sqlite3.connect(root / "library.sqlite")
     try:
+        dim = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'model'"
+                                      ).fetchone()[0])["embed_dim"]
         rows = conn.execute("SELECT v.id, v.path, f.timestamps, f.vectors FROM videos v "
                             "JOIN frames f ON f.video_id = v.id").fetchall()
     finally:
         conn.close()
     return {path: (vid, np.frombuffer(t, "<f8").copy(),
-                   np.frombuffer(v, "<f2").reshape(-1, DIM).astype(np.float32))
+                   np.frombuffer(v, "<f2").reshape(-1, dim).astype(np.float32))
             for vid, path, t, v in rows}
 
 

@@ -51,7 +51,7 @@ from ..errors import LibraryError
 from . import db
 from .db import DB_NAME, DamagedLibraryError, translated
 from .locks import LOCK_NAME, FileLock, WriteLock
-from .vectors import VectorIndex
+from .vectors import FrameHit, VectorIndex
 
 SCHEMA_VERSION = 1
 VECTORS_DIR = "vectors"
@@ -92,15 +92,6 @@ class VideoRecord:
     num_frames: int
     indexed_at: float
     warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class FrameHit:
-    """A frame found by search: ``timestamp`` in seconds, ``score`` = cosine similarity."""
-
-    video_id: int
-    timestamp: float
-    score: float
 
 
 def _resolve(path: str | os.PathLike) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,7 @@ from . import ann
 from .locks import FileLock
 
 if TYPE_CHECKING:
-    from .store import FrameHit, Library
+    from .store import Library
 
 # Below this many cached vectors search is exact and no ANN index is built. Measured with
 # benchmarks/bench_search.py (2 cores, D=512, one query): exact 0.8 ms at 10k, 9.4 ms at
@@ -55,6 +56,15 @@ NORM_TOLERANCE = 1e-2
 
 # (score, video id, timestamp in seconds) candidates, per query
 Candidates = list[list[tuple[float, int, float]]]
+
+
+@dataclass(frozen=True)
+class FrameHit:
+    """A frame found by search: ``timestamp`` in seconds, ``score`` = cosine similarity."""
+
+    video_id: int
+    timestamp: float
+    score: float
 
 
 class VectorIndex:
@@ -276,8 +286,6 @@ class VectorIndex:
         with ``refresh(force_ann=True)``). Correct on a stale cache: deleted videos never
         appear and videos added since the last refresh are searched exactly.
         """
-        from .store import FrameHit
-
         library = self.library
         queries = np.asarray(queries, dtype=np.float32)
         if queries.ndim == 1:
