@@ -26,13 +26,17 @@ from .options import (
 
 
 def _print_table(result, top: int) -> None:
+    from tqdm import tqdm
+
     width = max((len(s.label) for s in result.scores), default=5)
     duration = f" · {result.duration:.1f} s" if result.duration is not None else ""
-    print(f"{result.video}  ({result.frames} frames{duration})")
+    lines = [f"{result.video}  ({result.frames} frames{duration})"]
     for rank, item in enumerate(result.scores, 1):
         bar = "█" * round(item.score * 20)
-        print(f"  {rank:>3}. {item.label:<{width}}  {item.score:6.3f}  {bar}")
-    print()
+        lines.append(f"  {rank:>3}. {item.label:<{width}}  {item.score:6.3f}  {bar}")
+    # tqdm.write clears the progress bar (on stderr, often the same terminal), prints the
+    # result above it and redraws it, instead of writing through the bar's line
+    tqdm.write("\n".join(lines) + "\n", file=sys.stdout)
 
 
 def run_classify(args: argparse.Namespace) -> int:
@@ -200,6 +204,7 @@ def run_localize(args: argparse.Namespace) -> int:
         result = localize(
             args.video, args.actions, library=args.library, model=args.model, fps=args.fps,
             templates=args.template, device=args.device, dtype=args.dtype,
+            progress=sys.stderr.isatty(),
         )
     except VideoDecodeError as err:  # the input failed, not the usage: exit 1 as classify
         note(f"error: {err.one_line()}")

@@ -8,6 +8,7 @@ otherwise the video is decoded now; the prompt-ensemble text rows and the model'
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError, VideoDecodeError
-from ..io import FrameReader, Sampling, load_at_rate
+from ..io import FrameReader, Sampling, probe_many
+from ..io.rate import load_rate_segment, rate_segments
 from ..library import Library
 from ..models import VideoTextModel, build_zero_shot_classifier
 from ..tasks.localize import Detection
@@ -56,8 +58,12 @@ def localize(
     templates: Sequence[str] | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    progress: bool = False,
 ) -> Localization:
     """Zero-shot temporal localization of ``actions`` in one video.
+
+    ``progress``: a bar on stderr (seconds of video decoded and encoded) when the video is
+    decoded now.
 
     Frame embeddings come from the library when the video is indexed there, unchanged, with
     the same model (and no other ``fps`` is asked for); otherwise the video is decoded now at
@@ -83,15 +89,8 @@ def localize(
         used_fps = fps or DEFAULT_LOCALIZE_FPS
         if not used_fps > 0:
             raise UsageError(f"--fps must be positive, got {used_fps}")
-        loader = partial(load_at_rate, max_side=encoder.frame_max_side,
-                         max_short_side=encoder.decode_short_side)
-        with FrameReader(Sampling(kind="rate", fps=used_fps), loader=loader) as reader:
-            [(_, loaded)] = list(reader.map([os.path.expanduser(os.fspath(video))]))
-        if isinstance(loaded, VideoDecodeError):
-            raise loaded
-        _, sampled = loaded
-        timestamps = sampled.timestamps
-        vectors = encoder.encode_frames(sampled.frames).numpy()
+        timestamps, vectors = _decode_and_encode(os.path.expanduser(os.fspath(video)), encoder,
+                                                 used_fps, progress)
         source = "decoded"
     text = build_zero_shot_classifier(encoder, build_prompts(label_set, templates))
     detections = localize_segments(
@@ -100,6 +99,47 @@ def localize(
         rule=encoder.score_rule, frame_duration=1.0 / used_fps,
     )
     return Localization(os.fspath(video), detections, source, used_fps)
+
+
+def _decode_and_encode(path: str, encoder: VideoTextModel, fps: float, progress: bool
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(timestamps, vectors) of one video at ``fps``, read and encoded in segments as index
+    reads them (bounded memory, and a bar that moves on a long video)."""
+    sampling = Sampling(kind="rate", fps=fps)
+    [(_, info)] = list(probe_many([path]))
+    if isinstance(info, VideoDecodeError):
+        raise info
+    segments = rate_segments(info.duration, fps)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=round(info.duration, 1), unit="s", file=sys.stderr,
+                   dynamic_ncols=True, desc="video read", leave=False,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
+                   "[{elapsed}<{remaining}]")
+    loader = partial(load_rate_segment, max_side=encoder.frame_max_side,
+                     max_short_side=encoder.decode_short_side)
+    stamps, vectors, last = [], [], -np.inf
+    try:
+        with FrameReader(sampling, loader=loader) as reader:
+            for (_, start, stop), loaded in reader.map([(path, a, b) for a, b in segments]):
+                if isinstance(loaded, VideoDecodeError):
+                    raise loaded
+                _, sampled = loaded
+                fresh = sampled.timestamps > last
+                if fresh.any():
+                    stamps.append(sampled.timestamps[fresh])
+                    vectors.append(encoder.encode_frames(sampled.frames[fresh]).numpy())
+                    last = float(stamps[-1][-1])
+                if bar is not None:
+                    bar.update(max(0.0, min(stop / fps, info.duration) - start / fps))
+                if sampled.stream_end is not None:
+                    break  # later segments would only repeat the last frame
+    finally:
+        if bar is not None:
+            bar.close()
+    return np.concatenate(stamps), np.concatenate(vectors)
 
 
 def _open_if_present(library) -> Library | None:
