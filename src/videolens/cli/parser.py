@@ -239,13 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="The named checkpoints --model accepts (* marks the default), with "
         "their hub id and frames per video. Any CLIP, SigLIP or X-CLIP hub id or local "
         "folder works too.")
+    add_serve_command(commands)
+    add_train_command(commands)
+    add_library_command(commands)
     completion = commands.add_parser(
         "completion", help="print a shell completion script (bash, zsh, tcsh)",
         description="Print a completion script for your shell; needs "
         "pip install 'videolens[completion]'. Bash: "
         "videolens completion bash > ~/.local/share/bash-completion/completions/videolens")
     completion.add_argument("shell", choices=["bash", "zsh", "tcsh"])
-    add_serve_command(commands)
-    add_train_command(commands)
-    add_library_command(commands)
     return parser
