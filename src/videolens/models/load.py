@@ -116,8 +116,8 @@ def _load_error(name: str, source: str, err: OSError, what: str) -> ModelLoadErr
     first = text.splitlines()[0] if text else type(err).__name__
     return ModelLoadError(
         f"{what} model {name!r}: {first}",
-        hint="check the hub id; a local folder needs the model weights and the "
-        "processor/tokenizer files written by save_pretrained",
+        hint=f"{_suggestion(name)}check the hub id; a local folder needs the model weights "
+        "and the processor/tokenizer files written by save_pretrained",
     )
 
 
