@@ -260,6 +260,13 @@ def test_resource_plan():
     here = plan_resources([2], 0, None)  # this machine: as the local engine, 1 decoder
     assert (here.encoders, here.encoder_cpus, here.encoder_threads, here.decoders) == (1, 1,
                                                                                       2, 1)
+    assert plan_resources([2], 0, None, cpu_threads=1).encoder_threads == 1
+    # too few CPUs for 1 each: shared out, so that every actor can be scheduled
+    small = plan_resources([1], 0, None)
+    assert small.decoder_cpus + small.encoder_cpus == 1
+    tight = plan_resources([2], 4, 1)
+    assert (tight.encoders, tight.decoders) == (4, 1)
+    assert tight.decoder_cpus + 4 * tight.encoder_cpus == pytest.approx(2)
     with pytest.raises(UsageError, match="--ray-gpus-per-actor 1 but the Ray cluster has 0"):
         plan_resources([8], 0, 1)
 

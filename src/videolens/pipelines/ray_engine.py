@@ -69,7 +69,8 @@ class RayEngine:
     ``dtype``: the encoding actors' weights (``auto``: fp16 on a GPU, fp32 on a CPU).
     ``decode_timeout``: seconds one file may take to decode before it is recorded as failed.
     ``max_retries``: times a task is retried after its worker died, before its files are
-    recorded as failed.
+    recorded as failed. ``cpu_threads``: torch threads of an encode actor on CPUs (default:
+    all the node's cores, as the local engine uses).
     """
 
     address: str | None = None
@@ -77,6 +78,7 @@ class RayEngine:
     dtype: str = "auto"
     decode_timeout: float = 120.0
     max_retries: int = 3
+    cpu_threads: int | None = None
 
 
 def as_ray_engine(engine: str | RayEngine) -> RayEngine:
@@ -111,8 +113,10 @@ def connect(engine: RayEngine):
             raise UsageError(f"cannot reach the Ray cluster at {engine.address!r}: {err}",
                              hint="check --ray-address (auto, or ray://host:10001), or "
                              "leave it out to start a local Ray runtime") from None
-    # Ray Data's "starting execution" lines are noise next to videolens' own progress
+    # Ray Data's "starting execution" lines, and its notice that its bars are off, are noise
+    # next to the pipelines' own progress bar
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     return ray
 
 
@@ -123,12 +127,14 @@ def connect(engine: RayEngine):
 class ResourcePlan:
     """How many actors of each kind, and what each reserves (Ray logical resources).
 
-    ``decoders``: decode actors, 1 CPU each. ``encoders``: encode actors, each reserving
-    ``encoder_cpus`` CPUs and ``encoder_gpus`` GPUs. ``encoder_threads``: torch threads in a
+    ``decoders``: decode actors, ``decoder_cpus`` CPUs each (1 but on a node too small for
+    that). ``encoders``: encode actors, each reserving ``encoder_cpus`` CPUs and
+    ``encoder_gpus`` GPUs. ``encoder_threads``: torch threads in a
     CPU encode actor (``None`` on a GPU). ``frames_per_batch``: frames per forward pass.
     """
 
     decoders: int
+    decoder_cpus: float
     encoders: int
     encoder_cpus: float
     encoder_gpus: float
@@ -137,14 +143,15 @@ class ResourcePlan:
 
 
 def plan_resources(node_cpus: Sequence[float], total_gpus: float,
-                   gpus_per_actor: float | None) -> ResourcePlan:
+                   gpus_per_actor: float | None, cpu_threads: int | None = None
+                   ) -> ResourcePlan:
     """Actors for a cluster whose alive nodes have ``node_cpus`` CPUs and ``total_gpus`` GPUs.
 
     GPUs: one encode actor per ``gpus_per_actor`` (default 1) GPUs, with 1 CPU for its
     preprocessing; every other CPU decodes. CPUs only: encoding is the bottleneck (about 10x
     the CPU time of decoding at 1 frame/s, shared/MEASURED.md), so each node gets one encode
     actor on all but an eighth of its cores, running torch on all of them as the local engine
-    does, and the rest decode. Nodes are sized by the smallest one.
+    does (or ``cpu_threads``), and the rest decode. Nodes are sized by the smallest one.
     """
     cpus = [c for c in node_cpus if c > 0] or [1.0]
     total_cpus = sum(cpus)
@@ -157,18 +164,24 @@ def plan_resources(node_cpus: Sequence[float], total_gpus: float,
                 f"--ray-gpus-per-actor {gpa:g} but the Ray cluster has {total_gpus:g} GPUs",
                 hint="pass --ray-gpus-per-actor 0 to encode on CPUs")
         encoders = int(total_gpus // gpa)
-        return ResourcePlan(decoders=max(1, int(total_cpus) - encoders), encoders=encoders,
-                            encoder_cpus=1.0, encoder_gpus=gpa, encoder_threads=None,
+        spare = total_cpus - encoders
+        if spare >= 1:
+            decoders, decoder_cpus, encoder_cpus = int(spare), 1.0, 1.0
+        else:  # fewer CPUs than actors need: share them out rather than leave one unscheduled
+            decoders, decoder_cpus = 1, total_cpus / (encoders + 1)
+            encoder_cpus = decoder_cpus
+        return ResourcePlan(decoders=decoders, decoder_cpus=decoder_cpus, encoders=encoders,
+                            encoder_cpus=encoder_cpus, encoder_gpus=gpa, encoder_threads=None,
                             frames_per_batch=GPU_FRAMES_PER_BATCH)
     smallest = min(cpus)
     if smallest < 2:  # a 1-CPU node: split it rather than leave the encoder unscheduled
-        per_node_decoders, encoder_cpus = 1, smallest / 2
+        per_node_decoders, decoder_cpus, encoder_cpus = 1, smallest / 2, smallest / 2
     else:
-        per_node_decoders = max(1, round(smallest / 8))
+        per_node_decoders, decoder_cpus = max(1, round(smallest / 8)), 1.0
         encoder_cpus = smallest - per_node_decoders
-    return ResourcePlan(decoders=per_node_decoders * len(cpus), encoders=len(cpus),
-                        encoder_cpus=encoder_cpus, encoder_gpus=0.0,
-                        encoder_threads=max(1, int(smallest)),
+    return ResourcePlan(decoders=per_node_decoders * len(cpus), decoder_cpus=decoder_cpus,
+                        encoders=len(cpus), encoder_cpus=encoder_cpus, encoder_gpus=0.0,
+                        encoder_threads=cpu_threads or max(1, int(smallest)),
                         frames_per_batch=CPU_FRAMES_PER_BATCH)
 
 
@@ -177,7 +190,7 @@ def cluster_plan(ray, engine: RayEngine) -> ResourcePlan:
     node_cpus = [float(node.get("Resources", {}).get("CPU", 0)) for node in ray.nodes()
                  if node.get("Alive")]
     gpus = float(ray.cluster_resources().get("GPU", 0))
-    return plan_resources(node_cpus, gpus, engine.gpus_per_actor)
+    return plan_resources(node_cpus, gpus, engine.gpus_per_actor, engine.cpu_threads)
 
 
 # --- worker side ---------------------------------------------------------------------------
@@ -416,7 +429,7 @@ class RayReader:
             # replacement yet
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             dataset = dataset.map_batches(
-                _Decode, batch_size=1, batch_format="pyarrow", num_cpus=1,
+                _Decode, batch_size=1, batch_format="pyarrow", num_cpus=plan.decoder_cpus,
                 fn_constructor_args=(self.sampling, self.loader, self.engine.decode_timeout),
                 compute=ActorPoolStrategy(min_size=1, max_size=plan.decoders), **retries)
             return dataset.map_batches(
