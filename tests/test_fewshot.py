@@ -272,3 +272,8 @@ def test_short_classes_are_reported(ucf_root, tiny_clip, tmp_path):
                       methods=("prototype",))
     assert set(result.metrics) == {"prototype_k8", "prototype_k8_std"}
     assert result.extra["short_classes"] == {"8": {t: 4 for t in test.class_texts}}
+    from videolens.eval.report import table
+
+    warning = [line for line in table(result).splitlines() if "warning" in line]
+    assert warning == [f"  (warning: K=8: {len(test.class_texts)} classes have fewer than 8 "
+                       "training videos, as few as 4; their *_k8 rows use what there is)"]

@@ -56,6 +56,11 @@ def table(result: EvalResult) -> str:
     lines += [f"  ({line})" for line in conventions(result.record)]
     if result.failures:
         lines.append(f"  ({len(result.failures)} videos could not be read and are left out)")
+    for k, short in result.extra.get("short_classes", {}).items():
+        # a K-shot number from classes that had fewer than K videos is not a K-shot number
+        fewest = min(short.values())
+        lines.append(f"  (warning: K={k}: {len(short)} classes have fewer than {k} training "
+                     f"videos, as few as {fewest}; their *_k{k} rows use what there is)")
     names = [n for n in result.metrics if not n.endswith("_std")]
     width = max((len(n) for n in names), default=6)
     for name in names:
