@@ -20,15 +20,30 @@ bound for a server with the machine to itself.
 
     python benchmarks/bench_serve.py [--model clip-b32-random|tiny] [--clients 50]
                                      [--seconds 30] [--videos 8]
+
+``--scenario uploads`` measures the server's memory instead (issue 12 item 1). Four bursts,
+each on a fresh server after one small warm-up upload, of ``--uploads`` (16) concurrent
+``POST /api/search``: a solid-colour ``--side`` x ``--side`` PNG (6000: ~105 KB on the wire,
+108 MB of pixels); a 4096 x 4096 PNG (the largest the server decodes at full size); a
+``--side`` x ``--side`` baseline JPEG; then ``--junk`` (50) non-image bodies of 10 MB - 64 KB,
+16 at a time. Memory is the server process's own, from ``/proc/<pid>/status``: VmRSS before
+the burst, VmHWM (peak, reset with ``clear_refs`` after the warm-up) and VmRSS after.
+Writes results/serve_uploads.json.
+
+    python benchmarks/bench_serve.py --scenario uploads [--model tiny] [--uploads 16]
+                                     [--side 6000] [--junk 50]
+
+Other scripts reuse the pieces: ``build_library``, ``free_port``, ``start_server``,
+``solid_png``, ``fire_uploads``, ``server_memory``, ``reset_peak``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -44,6 +59,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_classify import DATA, make_clip_b32, make_videos  # noqa: E402
+from machine import machine_info  # noqa: E402
 
 QUERIES = [f"{verb} {thing}" for verb in ("a person", "someone", "two people", "a child")
            for thing in ("running", "jumping over a fence", "cooking pasta", "playing guitar",
@@ -80,11 +96,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(library: Path, port: int) -> subprocess.Popen:
+def start_server(library: Path, port: int, *extra: str) -> subprocess.Popen:
+    """``videolens serve`` (the real ``run_serve``) on ``port`` in a child process, returned
+    once ``/api/videos`` answers 200. ``extra``: more serve arguments."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VIDEOLENS_CACHE_DIR": "off"}
     process = subprocess.Popen(
         [sys.executable, "-c", SERVER, "serve", "--library", str(library), "--host",
-         "127.0.0.1", "--port", str(port), "--device", "cpu"], env=env, cwd=ROOT)
+         "127.0.0.1", "--port", str(port), "--device", "cpu", *extra], env=env, cwd=ROOT)
     import httpx
 
     deadline = time.monotonic() + 120
@@ -146,6 +164,133 @@ async def load(base: str, clients: int, seconds: float, max_requests: int) -> di
     }
 
 
+def solid_png(side: int, format: str = "PNG", color: tuple[int, int, int] = (200, 30, 30)
+              ) -> bytes:
+    """A ``side`` x ``side`` RGB picture of one colour (PNG, or ``format``): deflate shrinks a
+    PNG ~1000x (6000 px: ~105 KB for 108 MB of pixels), the cheapest way to make a server
+    decode a huge picture."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (side, side), color).save(out, format=format)
+    return out.getvalue()
+
+
+def server_memory(pid: int) -> dict[str, int]:
+    """``rss`` (resident now) and ``peak`` (VmHWM) of process ``pid``, in bytes (Linux)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields["rss" if key == "VmRSS" else "peak"] = int(value.split()[0]) * 1024
+    return fields
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset VmHWM of ``pid`` to its current RSS (``clear_refs`` 5, Linux >= 4.0)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+async def fire_uploads(base: str, body: bytes, count: int, *, concurrency: int | None = None,
+                       filename: str = "query.png", timeout: float = 600) -> dict[str, int]:
+    """POST ``body`` as the ``image`` of ``/api/search`` ``count`` times, ``concurrency`` at
+    once (default: all at once). Returns how many answers had each status (or error)."""
+    import httpx
+
+    statuses: dict[str, int] = {}
+    gate = asyncio.Semaphore(concurrency or count)
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as http:
+        async def one() -> None:
+            async with gate:
+                try:
+                    response = await http.post(
+                        "/api/search", files={"image": (filename, body, "image/png")},
+                        data={"top": "3"})
+                    key = str(response.status_code)
+                except httpx.HTTPError as err:
+                    key = type(err).__name__
+            statuses[key] = statuses.get(key, 0) + 1
+
+        await asyncio.gather(*(one() for _ in range(count)))
+    return dict(sorted(statuses.items()))
+
+
+def upload_storm(library: Path, uploads: int, side: int, junk: int) -> list[dict]:
+    """The memory scenario: each burst on a fresh server, after one small warm-up upload
+    (see the module doc). One row per burst."""
+    import httpx
+
+    side_ok = 4096  # the largest PNG the server decodes at full size (MAX_UPLOAD_PIXELS)
+    bursts = [(f"{uploads} x {side}x{side} PNG at once", solid_png(side), uploads, None),
+              (f"{uploads} x {side_ok}x{side_ok} PNG at once", solid_png(side_ok), uploads,
+               None),
+              (f"{uploads} x {side}x{side} JPEG at once", solid_png(side, "JPEG"), uploads,
+               None),
+              (f"{junk} x 10 MB non-image, 16 at once",
+               os.urandom(10 * 1024 * 1024 - 64 * 1024), junk, 16)]
+    rows = []
+    for name, body, count, concurrency in bursts:
+        port = free_port()
+        server = start_server(library, port)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            warm = httpx.post(f"{base}/api/search", files={"image": ("w.png", solid_png(64))},
+                              timeout=60)
+            warm.raise_for_status()
+            before = server_memory(server.pid)["rss"]
+            reset_peak(server.pid)
+            began = time.perf_counter()
+            statuses = asyncio.run(fire_uploads(base, body, count, concurrency=concurrency))
+            rows.append({"burst": name, "requests": count, "body_bytes": len(body),
+                         "statuses": statuses, "seconds": time.perf_counter() - began,
+                         **_memory_row(server.pid, before)})
+        finally:
+            server.terminate()
+            server.wait(30)
+    return rows
+
+
+def _memory_row(pid: int, before: int) -> dict:
+    now = server_memory(pid)
+    return {"rss_before_bytes": before, "peak_bytes": now["peak"], "rss_after_bytes": now["rss"]}
+
+
+def main_uploads(args: argparse.Namespace) -> None:
+    import fastapi
+    import PIL
+    import torch
+    import uvicorn
+
+    library = build_library(args.model, args.videos)
+    rows = upload_storm(library, args.uploads, args.side, args.junk)
+    mb = 1024 * 1024
+    print(f"\nserve memory: model {args.model}, CPU ({os.cpu_count()} cores); the server's "
+          "own VmRSS / VmHWM\n")
+    print("| burst | statuses | s | RSS before MB | peak MB | RSS after MB |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        statuses = ", ".join(f"{k}: {v}" for k, v in row["statuses"].items())
+        seconds = f"{row['seconds']:.1f}"
+        before = f"{row['rss_before_bytes'] / mb:.0f}"
+        print(f"| {row['burst']} | {statuses} | {seconds} | {before} "
+              f"| {row['peak_bytes'] / mb:.0f} | {row['rss_after_bytes'] / mb:.0f} |")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "serve_uploads.json"
+    out.write_text(json.dumps({
+        "benchmark": "serve_upload_memory",
+        "machine": machine_info(torch=torch.__version__, fastapi=fastapi.__version__,
+                                uvicorn=uvicorn.__version__, pillow=PIL.__version__),
+        "model": args.model, "uploads": args.uploads, "side": args.side, "junk": args.junk,
+        "rows": rows,
+    }, indent=2))
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["clip-b32-random", "tiny"], default="clip-b32-random")
@@ -153,12 +298,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--max-requests", type=int, default=200_000)
     parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--scenario", choices=["search", "uploads"], default="search")
+    parser.add_argument("--uploads", type=int, default=16)
+    parser.add_argument("--side", type=int, default=6000)
+    parser.add_argument("--junk", type=int, default=50)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("VIDEOLENS_CACHE_DIR", "off")
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    if args.scenario == "uploads":
+        main_uploads(args)
+        return
     import fastapi
     import torch
     import uvicorn
@@ -199,9 +351,8 @@ def main() -> None:
     }
     out.write_text(json.dumps({
         "benchmark": "serve_search_load",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "torch": torch.__version__,
-                    "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__},
+        "machine": machine_info(torch=torch.__version__, fastapi=fastapi.__version__,
+                                uvicorn=uvicorn.__version__),
         "runs": runs,
     }, indent=2))
     print(f"wrote {out.relative_to(ROOT)}")

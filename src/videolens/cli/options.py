@@ -154,6 +154,7 @@ def check_model(name: str | None) -> None:
 
 
 def clock(seconds: float) -> str:
-    minutes, rest = divmod(seconds, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}:{minutes:02d}:{rest:04.1f}" if hours else f"{minutes}:{rest:04.1f}"
+    """``M:SS.s`` / ``H:MM:SS.s``: the one rule the web pages use too."""
+    from ..tasks.timefmt import clock as shared_clock
+
+    return shared_clock(seconds)

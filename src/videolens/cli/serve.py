@@ -7,8 +7,10 @@ imported only when this command runs.
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import os
+import socket
 import sys
 
 from .options import (
@@ -58,9 +60,38 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve to anything
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (as uvicorn binds one: SO_REUSEADDR, IPv6 when
+    the host has a colon), for uvicorn to listen on. OSError when the port is taken or the
+    address is not this machine's."""
+    bare = host.strip("[]")
+    family = socket.AF_INET6 if ":" in bare else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((bare, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _bind_problem(err: OSError, port: int) -> str:
+    if err.errno == errno.EADDRINUSE:
+        return "the port is in use (another server?): stop it or pick another --port"
+    if err.errno == errno.EACCES:
+        return f"permission denied (ports below 1024 need root): pick a --port above 1023, " \
+               f"not {port}"
+    if err.errno == errno.EADDRNOTAVAIL or isinstance(err, socket.gaierror):
+        return "this machine has no such address: use 127.0.0.1, 0.0.0.0 or one of its own"
+    return err.strerror or str(err)
+
+
 def run_serve(args: argparse.Namespace) -> int:
-    """Load the library and its model, then serve until Ctrl-C. Exit 2 on a usage error
-    (no library, a public address without a token, a bad port)."""
+    """Check the token and the port, load the library and its model, then serve until
+    Ctrl-C. Exit 2 on a usage error (no library, a public address without a token, a token
+    that cannot be sent, a bad or busy port) — before the address is printed."""
     from ..errors import VideolensError
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
@@ -76,9 +107,30 @@ def run_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..web import create_app
+        from ..web.security import check_token
     except ImportError as err:
         note(f"error: the web server needs extra packages ({err.name} is missing) — "
              "pip install 'videolens[serve]'")
+        return EXIT_USAGE
+    from ..library import Library
+
+    # cheap checks first, the model last: a bad token, a missing library or a busy port is
+    # known in milliseconds, not after loading the weights
+    try:
+        if token:
+            check_token(token)
+    except VideolensError as err:
+        note(f"error: --token: {err.one_line()}")
+        return EXIT_USAGE
+    try:
+        Library.open(os.path.expanduser(args.library)).close()
+    except VideolensError as err:
+        note(f"error: {err.one_line()}")
+        return EXIT_USAGE
+    try:
+        sock = listen_socket(args.host, args.port)
+    except OSError as err:
+        note(f"error: cannot listen on {args.host}:{args.port}: {_bind_problem(err, args.port)}")
         return EXIT_USAGE
 
     quiet_libraries()
@@ -89,9 +141,10 @@ def run_serve(args: argparse.Namespace) -> int:
             allowed_hosts=[*LOOPBACK_NAMES, args.host] if loopback else None,
         )
     except VideolensError as err:
+        sock.close()
         note(f"error: {err.one_line()}")
         return EXIT_USAGE
-    shown = f"[{args.host}]" if ":" in args.host else args.host
+    shown = f"[{args.host.strip('[]')}]" if ":" in args.host else args.host
     suffix = "/?token=…" if token else "/"
     print(f"videolens: serving {app.state.service.store.root} at http://{shown}:{args.port}"
           f"{suffix}  (Ctrl-C stops)", file=sys.stderr, flush=True)
@@ -99,12 +152,13 @@ def run_serve(args: argparse.Namespace) -> int:
                             server_header=False)
     server = uvicorn.Server(config)
     try:
-        server.run()
+        server.run(sockets=[sock])
     except KeyboardInterrupt:
         # uvicorn shuts down gracefully on Ctrl-C / SIGINT, then re-raises it: a normal stop
         return EXIT_OK
     except SystemExit:
-        # uvicorn logs why it could not bind (port in use, no such address) and exits 1
-        note(f"error: cannot listen on {args.host}:{args.port}")
+        note(f"error: the server on {args.host}:{args.port} could not start")
         return EXIT_USAGE
+    finally:
+        sock.close()
     return EXIT_OK

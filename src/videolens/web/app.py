@@ -22,12 +22,13 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .. import __version__
 from ..errors import LabelError, LibraryError, UsageError, VideoDecodeError, VideolensError
+from ..library.thumbs import THUMB_CACHE_BYTES
 from ..models import VideoTextModel
 from .media import MAX_UPLOAD_BYTES, UploadError
 from .routes import add_api_routes, add_media_routes, add_page_routes, clock, file_size
 from .schemas import public_message
-from .security import BodyLimit, SecurityHeaders, TokenGate
-from .service import LibraryService
+from .security import BodyLimit, CrossSiteGuard, SecurityHeaders, TokenGate, check_token
+from .service import LibraryService, WorkQueue
 
 HERE = Path(__file__).parent
 # multipart framing around the image: boundaries, headers, the small form fields
@@ -43,16 +44,25 @@ def create_app(
     token: str | None = None,
     allowed_hosts: Sequence[str] | None = None,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    heavy: WorkQueue | None = None,
+    thumb_cache_bytes: int = THUMB_CACHE_BYTES,
 ) -> FastAPI:
     """The ASGI app serving ``library``.
 
     The library is opened and its model loaded here, before any request: a missing library
-    raises LibraryError, a model that cannot load raises ModelLoadError. ``model`` defaults
-    to the library's own (a loaded model or a name is checked against it). ``token``: when
-    set, required on every request. ``allowed_hosts``: accepted ``Host`` header names (None
-    accepts any). ``max_upload_bytes``: the largest query image.
+    raises LibraryError, a model that cannot load raises ModelLoadError, a token that cannot
+    be sent verbatim raises UsageError (before anything loads). ``model`` defaults to the
+    library's own (a loaded model or a name is checked against it). ``token``: when set,
+    required on every request. ``allowed_hosts``: accepted ``Host`` header names (None
+    accepts any). ``max_upload_bytes``: the largest query image. ``heavy``: how many image
+    searches, classify and localize requests run and wait at once (default
+    :class:`~videolens.web.service.WorkQueue`). ``thumb_cache_bytes``: the thumbnail
+    folder's bound.
     """
-    service = LibraryService(library, model, device, dtype)
+    if token:
+        check_token(token)
+    service = LibraryService(library, model, device, dtype, max_upload_bytes=max_upload_bytes,
+                             heavy=heavy, thumb_cache_bytes=thumb_cache_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -72,17 +82,18 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     # the last added runs first: security headers (on every answer, refusals included),
-    # host check, token, body size
+    # host check, cross-site check, token, body size
     app.add_middleware(BodyLimit, limit=max_upload_bytes + BODY_OVERHEAD)
     if token:
         app.add_middleware(TokenGate, token=token)
+    app.add_middleware(CrossSiteGuard)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.add_middleware(SecurityHeaders)
     add_error_handlers(app)
-    add_api_routes(app, service, max_upload_bytes)
+    add_api_routes(app, service)
     add_media_routes(app, service)
-    add_page_routes(app, service, templates, max_upload_bytes)
+    add_page_routes(app, service, templates)
     return app
 
 

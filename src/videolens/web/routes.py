@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from ..errors import VideolensError
-from ..library.thumbs import thumb_time
 from ..tasks.search import Moment
-from .media import UploadError, decode_upload_image, video_media_type
+from ..tasks.timefmt import clock
+from .media import UploadError, VideoFileResponse, open_video_file, video_media_type
 from .schemas import (
     MAX_TEXT,
     ClassifyIn,
@@ -38,20 +38,12 @@ from .schemas import (
     video_name,
     video_out,
 )
-from .service import DEFAULT_TOP, LibraryService
+from .security import PAGE_CSP
+from .service import DEFAULT_TOP, LibraryService, ServerBusy
 
 T = TypeVar("T")
-# pages: scripts and styles from this server only; inline style attributes are allowed for
-# the server-rendered bar widths and timeline positions (no inline script anywhere)
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data:; media-src 'self'; connect-src 'self'; object-src 'none'; "
-            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
-
-def clock(seconds: float) -> str:
-    minutes, rest = divmod(max(0.0, seconds), 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}:{minutes:02d}:{rest:04.1f}" if hours else f"{minutes}:{rest:04.1f}"
+__all__ = ["add_api_routes", "add_media_routes", "add_page_routes", "clock", "file_size"]
 
 
 def file_size(size: int) -> str:
@@ -64,7 +56,11 @@ def file_size(size: int) -> str:
     return f"{value / 1024:.1f} GB" if value >= 1024 else f"{value:.1f} MB"
 
 
-def add_api_routes(app: FastAPI, service: LibraryService, max_upload_bytes: int) -> None:
+def _first(*values: int | None) -> int:
+    return next(value for value in values if value is not None)
+
+
+def add_api_routes(app: FastAPI, service: LibraryService) -> None:
     @app.get("/api/search", response_model=SearchOut, tags=["search"])
     def api_search(q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT)],
                    top: int = DEFAULT_TOP) -> SearchOut:
@@ -72,14 +68,19 @@ def add_api_routes(app: FastAPI, service: LibraryService, max_upload_bytes: int)
         moments = service.search(q, top=check_top(top))
         return SearchOut(query=q, results=[moment_out(m) for m in moments])
 
-    @app.post("/api/search", response_model=SearchOut, tags=["search"])
-    def api_search_image(image: Annotated[UploadFile, File(description="JPEG, PNG, WebP…")],
-                         top: Annotated[int, Form()] = DEFAULT_TOP) -> SearchOut:
-        """Moments that look like an example picture (query by example). 413 over the size
-        limit, 415 when the upload is not an image."""
-        picture = decode_upload_image(image.file.read(max_upload_bytes + 1),
-                                      max_bytes=max_upload_bytes)
-        moments = service.search(image=picture, top=check_top(top))
+    @app.post("/api/search", response_model=SearchOut, tags=["search"],
+              responses={413: {"description": "over the size or pixel limit"},
+                         415: {"description": "not an image"},
+                         503: {"description": "busy: retry after Retry-After seconds"}})
+    def api_search_image(
+        image: Annotated[UploadFile, File(description="JPEG, PNG, WebP…")],
+        top_form: Annotated[int | None, Form(alias="top")] = None,
+        top_query: Annotated[int | None, Query(alias="top")] = None,
+    ) -> SearchOut:
+        """Moments that look like an example picture (query by example). ``top`` (moments,
+        default 10) may be a form field or in the query string."""
+        top = _first(top_query, top_form, DEFAULT_TOP)
+        moments = service.search_image(image.file, top=check_top(top))
         return SearchOut(query=None, results=[moment_out(m) for m in moments])
 
     @app.get("/api/videos", response_model=VideosOut, tags=["videos"])
@@ -123,32 +124,33 @@ def add_media_routes(app: FastAPI, service: LibraryService) -> None:
              responses={200: {"content": {"video/*": {}}}, 206: {"description": "a range"},
                         416: {"description": "range not satisfiable"}})
     @app.head("/media/{video_id}", include_in_schema=False)
-    def media(video_id: str) -> FileResponse:
+    def media(video_id: str) -> Response:
         """The video file, with HTTP Range support (206 / 416)."""
         record = service.record(video_id)
-        path = service.file(record)
-        # FileResponse (Starlette >= 0.39) answers Range, If-Range and HEAD, streams in
-        # 64 KiB chunks, and sets ETag / Last-Modified from the stat
-        return FileResponse(path, media_type=video_media_type(path), stat_result=path.stat(),
-                            headers={"Cache-Control": "private, max-age=3600"})
+        # opened once and checked on the descriptor, then served from it: nothing swapped
+        # in at the path afterwards can be sent
+        fd = open_video_file(record)
+        if fd is None:
+            raise HTTPException(404, "the video file is gone or was replaced")
+        return VideoFileResponse(fd, media_type=video_media_type(record.path),
+                                 headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/thumbs/{video_id}", tags=["media"],
              responses={200: {"content": {"image/jpeg": {}}}})
     def thumbnail(video_id: str, t: float = 0.0) -> Response:
-        """A JPEG of the video at ``t`` seconds (~320 px wide), cached in the library."""
+        """A JPEG of the video at its stored frame nearest ``t`` seconds (~320 px wide),
+        cached in the library."""
         record = service.record(video_id)
-        path = service.file(record)
         try:
-            when = thumb_time(t, record.duration)
+            jpeg = service.thumbnail(record, t)
         except ValueError as err:
             raise HTTPException(400, str(err)) from None
-        jpeg = service.thumbs.get(record, path, when)
         return Response(jpeg, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=86400"})
 
 
-def add_page_routes(app: FastAPI, service: LibraryService, templates: Jinja2Templates,
-                    max_upload_bytes: int) -> None:
+def add_page_routes(app: FastAPI, service: LibraryService, templates: Jinja2Templates
+                    ) -> None:
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return templates.TemplateResponse(
             request, name, {"page": name.removesuffix(".html"), **context},
@@ -161,8 +163,11 @@ def add_page_routes(app: FastAPI, service: LibraryService, templates: Jinja2Temp
         except (VideolensError, UploadError) as err:
             message = err.message if isinstance(err, UploadError) else public_message(err)
             return None, message
-        except HTTPException as err:  # a video whose file is gone
+        except HTTPException as err:  # a video whose file is gone; busy
             return None, str(err.detail)
+
+    def status(error: str | None) -> int:
+        return 200 if error is None else 503 if error == ServerBusy().detail else 400
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def search_page(request: Request, q: str = "", top: int = DEFAULT_TOP) -> HTMLResponse:
@@ -170,19 +175,17 @@ def add_page_routes(app: FastAPI, service: LibraryService, templates: Jinja2Temp
         if q.strip():
             moments, error = attempt(lambda: service.search(q[:MAX_TEXT], top=check_top(top)))
             results = [moment_out(m) for m in moments or []]
-        return page(request, "search.html", 400 if error else 200, q=q, top=top,
+        return page(request, "search.html", status(error), q=q, top=top,
                     results=results, error=error, by_image=False)
 
     @app.post("/", response_class=HTMLResponse, include_in_schema=False)
     def search_by_image_page(request: Request, image: Annotated[UploadFile, File()],
                              top: Annotated[int, Form()] = DEFAULT_TOP) -> HTMLResponse:
         def run() -> list[Moment]:
-            picture = decode_upload_image(image.file.read(max_upload_bytes + 1),
-                                          max_bytes=max_upload_bytes)
-            return service.search(image=picture, top=check_top(top))
+            return service.search_image(image.file, top=check_top(top))
 
         moments, error = attempt(run)
-        return page(request, "search.html", 400 if error else 200, q="", top=top,
+        return page(request, "search.html", status(error), q="", top=top,
                     results=[moment_out(m) for m in moments or []], error=error,
                     by_image=True, image_name=Path(image.filename or "image").name)
 
@@ -205,7 +208,7 @@ def add_page_routes(app: FastAPI, service: LibraryService, templates: Jinja2Temp
         # one timeline row per asked action, in the order asked, even when nothing was found
         tracks = {label: [d for d in found.detections if d.label == label]
                   for label in actions} if found is not None else {}
-        return page(request, "video.html", 400 if error else 200, video=video_out(record),
+        return page(request, "video.html", status(error), video=video_out(record),
                     q=q, t=max(0.0, t), found=found, tracks=tracks, error=error)
 
     @app.get("/classify", response_class=HTMLResponse, include_in_schema=False)
@@ -223,7 +226,7 @@ def add_page_routes(app: FastAPI, service: LibraryService, templates: Jinja2Temp
                                                              max(0, top), None))
             if result is not None and not result.ok:
                 result, error = None, f"cannot classify {video_name(chosen)}: decoding failed"
-        return page(request, "classify.html", 400 if error else 200,
+        return page(request, "classify.html", status(error),
                     videos=[(r.id, video_name(r)) for r in records],
                     chosen=chosen.id if chosen else None,
                     chosen_name=video_name(chosen) if chosen else None, labels=labels, top=top,

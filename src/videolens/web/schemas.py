@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field
 
 from ..errors import UsageError, VideolensError
 from ..library import VideoRecord
-from ..library.thumbs import thumb_time
 from ..tasks.search import Moment
 from .media import servable_path
 
@@ -113,7 +112,8 @@ def moment_out(moment: Moment) -> MomentOut:
 
 
 def video_out(record: VideoRecord) -> VideoOut:
-    poster = thumb_time(record.duration * 0.25, record.duration)  # often past a black intro
+    # a quarter in is often past a black intro; the server picks the stored frame nearest it
+    poster = round(max(0.0, record.duration) * 0.25, 1)
     return VideoOut(
         id=record.id, video=video_name(record), duration=record.duration, fps=record.fps,
         width=record.width, height=record.height, num_frames=record.num_frames,
