@@ -12,7 +12,12 @@ Libraries of 10k, 100k and 1M vectors are filled through the real ``LibraryWrite
 or above ``ANN_MIN_VECTORS``, the IVF-SQ8 index; below it one is forced so both paths are
 measured at every size). Each query is searched alone, top-10, after 5 warm-up queries.
 recall@10 = overlap of the approximate top-10 with the exact top-10 (frames identified by
-video id and timestamp). Prints a markdown table; writes benchmarks/results/search.json.
+video id and timestamp). Then the cost of the library's safety checks on the closed
+library: ``Library.open`` (with ``PRAGMA quick_check`` when the file is at most
+``QUICK_CHECK_OPEN_MAX_BYTES``), the raw quick_check, loading and validating the vector cache
+(checksums of ids/offsets/timestamps, sampled rows against SQLite), and a full
+``videolens library check``; medians of 5 (check: one run). Prints markdown tables; writes
+benchmarks/results/search.json (or ``--out``).
 
     python benchmarks/bench_search.py [--sizes 10000 100000 1000000] [--queries 200]
 """
@@ -35,6 +40,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "src"))
 
 from videolens.library import Library  # noqa: E402
+from videolens.library import store as library_store  # noqa: E402
+from videolens.library.repair import check_library  # noqa: E402
 from videolens.library.vectors import ANN_MIN_VECTORS  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -196,8 +203,45 @@ def run_size(size: int, num_queries: int, workdir: Path, nprobe_sweep: bool) -> 
         reopened.vectors.auto_refresh = False
         reopened.search(queries[0], 10)
     result["open_and_first_query_ms"] = round((time.perf_counter() - started) * 1e3, 1)
+    result["safety"] = safety_costs(root)
     shutil.rmtree(root, ignore_errors=True)
     return result
+
+
+def _median_ms(action, repeats: int = 5) -> float:
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        seconds.append(time.perf_counter() - started)
+    return round(float(np.median(seconds)) * 1e3, 2)
+
+
+def safety_costs(root: Path) -> dict:
+    """What the damage checks cost on a closed library (warm page cache)."""
+    db_path = root / "library.sqlite"
+
+    def quick_check() -> None:
+        conn = sqlite3.connect(db_path)
+        conn.execute("PRAGMA quick_check").fetchall()
+        conn.close()
+
+    def load_cache() -> None:
+        with Library.open(root) as library:
+            assert library.vectors.load() is not None
+
+    started = time.perf_counter()
+    report = check_library(root)
+    check_seconds = time.perf_counter() - started
+    assert report.ok, report.to_json()
+    return {
+        "db_bytes": db_path.stat().st_size,
+        "open_quick_checks": db_path.stat().st_size <= library_store.QUICK_CHECK_OPEN_MAX_BYTES,
+        "open_ms": _median_ms(lambda: Library.open(root).close()),
+        "quick_check_ms": _median_ms(quick_check),
+        "open_and_load_cache_ms": _median_ms(load_cache),
+        "check_seconds": round(check_seconds, 2),
+    }
 
 
 def machine() -> dict:
@@ -213,6 +257,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the libraries are built (default: a temporary folder)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "search.json",
+                        help="results JSON (default: benchmarks/results/search.json)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="videolens-bench-search-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -231,8 +277,8 @@ def main() -> None:
         "machine": machine(),
         "results": results,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "search.json").write_text(json.dumps(report, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
 
     print("| vectors | exact p50 / p99 | approx p50 / p99 | recall@10 | default path | "
           "cache build | ANN build (nlist, nprobe) | disk: sqlite + npy + index |")
@@ -251,6 +297,13 @@ def main() -> None:
         for row in results[-1]["nprobe_sweep"]:
             print(f"| {row['nprobe']} | {row['p50_ms']} ms | {row['p99_ms']} ms "
                   f"| {row['recall_at_10']:.3f} |")
+    print("\n| vectors | library.sqlite | open (quick_check?) | quick_check | open + load and "
+          "validate cache | library check |\n|---|---|---|---|---|---|")
+    for r in results:
+        c = r["safety"]
+        print(f"| {r['vectors']:,} | {c['db_bytes'] / 1e6:.0f} MB | {c['open_ms']} ms "
+              f"({'yes' if c['open_quick_checks'] else 'no'}) | {c['quick_check_ms']} ms "
+              f"| {c['open_and_load_cache_ms']} ms | {c['check_seconds']} s |")
     print(f"\ndata cosines: {report['data']['cosines']}")
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import LibraryError
 from . import ann
+from .db import DamagedLibraryError, repair_hint
 from .locks import FileLock
 
 if TYPE_CHECKING:
@@ -161,10 +162,10 @@ class VectorIndex:
             try:
                 for position, (video_id, times, vectors) in enumerate(library.iter_frames(conn)):
                     if video_id != ids[position] or len(times) != counts[position]:
-                        raise LibraryError(
-                            f"video {video_id} has {len(times)} frames stored, "
+                        raise DamagedLibraryError(
+                            f"video {ids[position]} has {len(times)} frames stored, "
                             f"{counts[position]} recorded", path=library.db_path,
-                            hint="re-index it (or remove the library and index again)")
+                            hint=repair_hint(library.root))
                     generation.append(video_id, times, vectors)
             except BaseException:
                 generation.discard()
