@@ -191,18 +191,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip 8K and 16000x16000")
     parser.add_argument("--no-serve", action="store_true", help="skip the serve row")
+    parser.add_argument("--serve-only", action="store_true", help="only the serve row")
+    parser.add_argument("--inputs", default="", help="only inputs whose name contains this")
     args = parser.parse_args()
 
     model = str(make_clip_b32(DATA / "clip-b32-random"))
     env = {**os.environ, "VIDEOLENS_CACHE_DIR": "off", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": str(HERE.parent / "src")}
+    if args.serve_only:
+        args.quick = True
     inputs = {"640x360, 60 s": make_video(DATA / "mem_640x360_60s.mp4", 640, 360, 60, 10),
               "4K, 70 s": make_video(DATA / "mem_3840x2160_70s.mp4", 3840, 2160, 70, 2)}
     if not args.quick:
         inputs["8K, 20 s"] = make_video(DATA / "mem_7680x4320_20s.mp4", 7680, 4320, 20, 1)
         inputs["16000x16000, 2 frames"] = make_video(DATA / "mem_16000.mp4", 16000, 16000, 2, 1)
     rows = []
-    for name, path in inputs.items():
+    inputs = {name: path for name, path in inputs.items() if args.inputs in name}
+    for name, path in ({} if args.serve_only else inputs).items():
         for verb, extra in (("classify", ["--labels", "a red square, a blue sky"]),
                             ("classify --frames 256", ["--labels", "a red square, a blue sky",
                                                        "--frames", "256"]),
@@ -228,6 +233,13 @@ def main() -> None:
         print(f"| {row['input']} | {row['command']} | {row['peak_rss_gb']:.2f} GB | {ok} | "
               f"{row['exit']} |")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    if RESULTS.exists() and (args.inputs or args.serve_only or args.no_serve):
+        # a partial rerun replaces its own rows and keeps the others
+        earlier = json.loads(RESULTS.read_text())
+        fresh = {(r["input"], r["command"]) for r in rows}
+        rows = [r for r in earlier.get("rows", []) if (r["input"], r["command"]) not in fresh
+                ] + rows
+        serve = serve or earlier.get("serve")
     RESULTS.write_text(json.dumps({"machine": machine_info(), "model": "CLIP ViT-B/32 random",
                                    "target_gb": TARGET_GB, "rows": rows, "serve": serve},
                                   indent=2))

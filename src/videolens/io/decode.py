@@ -187,6 +187,18 @@ class _StreamDecoder:
         return f"{' and '.join(parts)} (corrupt data{near}); used the nearest decodable frames"
 
 
+# Frame threading keeps a picture in flight per thread on top of the reference frames: at 8K
+# (50 MB a picture) that is most of a decode worker's memory, so big frames keep slice threads.
+FRAME_THREADS_MAX_PIXELS = 3840 * 2160
+
+
+def _frame_threads_if_small(stream) -> None:
+    """Frame threading (fastest for a sequential pass) unless frames are above 4K."""
+    context = stream.codec_context
+    if context.width * context.height <= FRAME_THREADS_MAX_PIXELS:
+        context.thread_type = "AUTO"
+
+
 def stream_start_pts(stream) -> int:
     """The stream's first pts in its time base; 0 when the container does not say."""
     return stream.start_time if stream.start_time is not None else 0
@@ -223,7 +235,7 @@ def read_frames(path: str | os.PathLike, times: Sequence[float], *,
         if _prefer_sequential(targets, seek_points, duration):
             # frame threading decodes whole streams faster; it must be set before the codec
             # opens (first decode), and it adds latency after every seek, hence only here
-            stream.codec_context.thread_type = "AUTO"
+            _frame_threads_if_small(stream)
             return _finish(decoder, _select_sequential(decoder, targets), targets, inverse,
                            requested)
         try:
@@ -232,7 +244,7 @@ def read_frames(path: str | os.PathLike, times: Sequence[float], *,
         except _Damaged:
             pass  # damaged data or a container that cannot seek: one tolerant pass instead
     with open_video(name) as (container, stream):
-        stream.codec_context.thread_type = "AUTO"
+        _frame_threads_if_small(stream)
         retry = _StreamDecoder(name, container, stream, max_short_side)
         retry.decoded, retry.seeks = decoder.decoded, decoder.seeks  # report the total work
         return _finish(retry, _select_sequential(retry, targets), targets, inverse, requested)
