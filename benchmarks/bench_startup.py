@@ -1,6 +1,7 @@
 """Cold start of the `videolens` command: --help, errors, and time to the first result.
 
-Each case runs in a fresh process, ``--runs`` times (a case slower than 10 s runs once);
+Each case runs in a fresh process, ``--runs`` times (an error case slower than 10 s, i.e. the
+old half-minute of hub retries, runs once);
 the table shows the best and the median wall time. Nothing leaves the machine: the hub is
 pointed at a closed local port (``HF_ENDPOINT=http://127.0.0.1:9``) with an empty
 Hugging Face cache, and ``HF_HUB_OFFLINE`` is unset, as on a laptop without network.
@@ -64,13 +65,14 @@ def run_once(argv: list[str], env: dict[str, str], first_line: bool) -> tuple[fl
 
 def time_case(argv, envs: dict[str, dict[str, str]], runs: int, first_line: bool = False
               ) -> dict[str, dict]:
-    """Run ``argv`` under each labelled environment in turn, ``runs`` rounds."""
+    """Run ``argv`` under each labelled environment in turn, ``runs`` rounds (the first-result
+    case always all of them)."""
     times: dict[str, list[float]] = {label: [] for label in envs}
     codes: dict[str, int] = {}
     messages: dict[str, str] = {}
     for _ in range(runs):
         for label, env in envs.items():
-            if times[label] and max(times[label]) > SLOW:
+            if times[label] and max(times[label]) > SLOW and not first_line:
                 continue
             elapsed, codes[label], messages[label] = run_once(argv, env, first_line)
             times[label].append(elapsed)
@@ -130,6 +132,7 @@ def main() -> None:
         "first-result": (cli + ["classify", str(video), *labels, "--model", str(tiny),
                                 "--json", "--device", "cpu"], True),
     }
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     results = {}
     for name, (argv, first_line) in cases.items():
         results[name] = time_case(argv, envs, args.runs, first_line)
@@ -163,6 +166,9 @@ def main() -> None:
     out = RESULTS / "startup.json"
     out.write_text(json.dumps({
         "machine": machine_info(torch=torch.__version__, transformers=transformers.__version__),
+        # a shared machine's load changes every figure: kept so readers can tell
+        "load_average_1_5_15": {"start": load_before,
+                                "end": os.getloadavg() if load_before else None},
         "runs_per_case": args.runs, "baseline": args.baseline, "cases": results,
         "imports": profiles}, indent=2) + "\n")
     print(f"wrote {out}")
