@@ -312,3 +312,33 @@ sys.exit(main(["index", {str(collection / 'clip0.mp4')!r}, "--model", {tiny_clip
 """)
     assert wrong.returncode == 2
     assert "--ray-address and --ray-gpus-per-actor need --engine ray" in wrong.stderr
+
+
+def test_an_actor_that_cannot_load_the_model_sends_the_error_not_a_death(
+        ray_runtime, collection, tiny_clip, tmp_path):
+    # the encode actor's class, run here: a failed model load must reach the driver as one
+    # typed error (raised by RayReader.map), not as an actor death that Ray retries
+    import pickle
+
+    from videolens.errors import ModelLoadError
+    from videolens.pipelines.ray_engine import _Decode, _Encode, _payload_table, _probe_frame
+
+    model = load_model(tiny_clip, "cpu")
+    probe = model.encode_frames(_probe_frame()).numpy()[0]
+    decoder = _Decode(Sampling(kind="uniform", num_frames=2), load_video, 60.0)
+    decoded = decoder(_payload_table([0], [str(collection / "clip0.mp4")], [b""]))
+    decoder.reader.close()
+    cases = {"missing": (str(tmp_path / "no-such-model"), probe, "model folder not found"),
+             "other weights": (tiny_clip, -probe, "other weights")}
+    for folder, vector, words in cases.values():
+        encoder = _Encode(folder, "auto", "video", 32, 1, vector)
+        [payload] = encoder(decoded).column("payload").to_pylist()
+        loaded, encoded = pickle.loads(payload)
+        assert loaded[1].frames.shape[0] == 0  # pixels stay on the worker
+        assert isinstance(encoded, ModelLoadError) and words in encoded.one_line()
+    good = _Encode(tiny_clip, "auto", "video", 32, 1, probe)
+    [payload] = good(decoded).column("payload").to_pylist()
+    _, embedding = pickle.loads(payload)
+    local = model.encode_video(load_video(str(collection / "clip0.mp4"),
+                                          Sampling(kind="uniform", num_frames=2))[1].frames)
+    np.testing.assert_allclose(embedding.embedding.numpy(), local.embedding.numpy(), atol=1e-5)

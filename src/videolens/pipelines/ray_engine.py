@@ -32,6 +32,7 @@ import dataclasses
 import logging
 import os
 import pickle
+import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -256,7 +257,11 @@ class _Encode:
 
     The model is loaded once per actor, on the GPU Ray assigned it or on the CPU, and checked
     against the driver's by encoding :func:`_probe_frame` (a node with other weights under the
-    same name would otherwise fill the library with vectors from another model)."""
+    same name would otherwise fill the library with vectors from another model).
+
+    A model that will not load is not raised here: Ray would take it for a dead actor, retry
+    it and print its traceback. It comes back as every row's result instead, and the driver
+    raises it, one line (:meth:`RayReader.map`)."""
 
     def __init__(self, model_name: str, dtype: str, output: Output, frames_per_batch: int,
                  threads: int | None, probe_vector: np.ndarray) -> None:
@@ -269,13 +274,19 @@ class _Encode:
         if threads and not on_gpu:
             # Ray caps a worker at OMP_NUM_THREADS=<its CPUs>; encode as the local engine does
             torch.set_num_threads(threads)
-        self.model = load_model(model_name, "cuda" if on_gpu else "cpu", dtype)
         self.output = output
         self.frames_per_batch = frames_per_batch
+        self.failure: VideolensError | None = None
+        try:
+            self.model = load_model(model_name, "cuda" if on_gpu else "cpu", dtype)
+        except VideolensError as err:
+            self.failure = type(err)(f"on a Ray worker: {err.message}", path=err.path,
+                                     hint=err.hint)
+            return
         probe = self.model.encode_frames(_probe_frame()).numpy()[0]
         cosine = float(probe @ probe_vector)
         if not cosine > 0.99:  # fp16 on a GPU against fp32 on the driver stays above 0.999
-            raise ModelLoadError(
+            self.failure = ModelLoadError(
                 f"a Ray worker loaded other weights for {model_name!r} than the driver "
                 f"(cosine {cosine:.3f} on a probe image)",
                 hint="give every node the same checkpoint: a folder on a shared mount, or "
@@ -285,6 +296,9 @@ class _Encode:
         orders = batch.column("order").to_pylist()
         paths = batch.column("path").to_pylist()
         rows = [pickle.loads(payload) for payload in batch.column("payload").to_pylist()]
+        if self.failure is not None:
+            payloads = [_dumps((_without_frames(loaded), self.failure)) for loaded in rows]
+            return _payload_table(orders, paths, payloads)
         decoded = [i for i, loaded in enumerate(rows) if not isinstance(loaded, Exception)]
         encoded: list[Any] = [None] * len(rows)
         clips = [rows[i][1].frames for i in decoded]
@@ -384,6 +398,8 @@ class RayReader:
                         continue
                     done.add(order)
                     loaded, encoded = pickle.loads(payload)
+                    if isinstance(encoded, VideolensError):  # no actor could load the model
+                        raise encoded
                     if not self.ordered:
                         yield names[order], loaded, encoded
                         continue
@@ -449,7 +465,8 @@ def _unwrap(ray, err: Exception) -> Exception:
         cause = getattr(cause, "cause", None) or cause.__cause__
     if isinstance(cause, VideolensError):
         return cause
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # Ray colours its messages
+    first = text.splitlines()[0] if text else type(err).__name__
     return UsageError(f"the Ray run failed: {first}",
                       hint="see the Ray logs (/tmp/ray/session_latest/logs)")
 
