@@ -51,9 +51,10 @@ class VideoTextModel(ABC):
             to 224-384 px, so 448 keeps their input exact while a long video stays small in
             memory and cheap to hand between processes.
         decode_short_side: frames are scaled while they are decoded so that their shorter
-            side is at most this many pixels (twice the 224-px input of CLIP-family
-            processors, so the processor's own resize still has detail to work with): memory
-            then depends on the model's input size, not on the video's resolution.
+            side is at most this many pixels (336: the largest CLIP-family input, ViT-L/14 at
+            336 px, and 1.5x the usual 224, so the processor's own resize still has detail to
+            work with): memory then depends on the model's input size, not on the video's
+            resolution. Videos whose short side is already within it decode unchanged.
         fingerprint: identifies the weights (used to key on-disk caches).
         embed_dim: D, the width of every embedding.
     """
@@ -63,7 +64,7 @@ class VideoTextModel(ABC):
     num_frames: int | None = None
     default_frames: int = 8
     frame_max_side: int = 448
-    decode_short_side: int = 448
+    decode_short_side: int = 336
     fingerprint: str = ""
     embed_dim: int
     device: torch.device
