@@ -66,7 +66,7 @@ def _die_with(parent_pid: int) -> None:
 
 
 @contextlib.contextmanager
-def _main_module_hidden(loader: Loader) -> Iterator[None]:
+def main_module_hidden(loader: Loader | None = None) -> Iterator[None]:
     """Start workers without re-running the caller's ``__main__``.
 
     ``spawn`` and ``forkserver`` import the caller's main script again in every new worker.
@@ -74,7 +74,8 @@ def _main_module_hidden(loader: Loader) -> Iterator[None]:
     inside the worker, which fails, and a heredoc (``python - <<EOF``) names a ``<stdin>``
     file the worker cannot open: either way the worker died before decoding anything. The
     workers only need videolens' own functions, so the main module's name and path are
-    hidden while a worker starts — unless the loader itself lives in ``__main__``."""
+    hidden while a worker starts — unless the loader itself lives in ``__main__``. Also used
+    for training's DataLoader workers (no loader given)."""
     func = getattr(loader, "func", loader)  # functools.partial -> the function
     main = sys.modules.get("__main__")
     if main is None or getattr(func, "__module__", None) == "__main__":
@@ -187,7 +188,7 @@ class FrameReader:
 
     def _submit(self, name: Item) -> Future:
         # workers start inside submit() (on demand), so that is where __main__ is hidden
-        with _main_module_hidden(self.loader):
+        with main_module_hidden(self.loader):
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=self._context,
                                                  initializer=_die_with,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -401,26 +400,6 @@ class EpochBatches(Sampler):
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start)
-
-
-@contextlib.contextmanager
-def main_module_hidden() -> Iterator[None]:
-    """Start DataLoader workers without re-running the caller's ``__main__`` (spawn and
-    forkserver import it again in every worker; a script without a ``__main__`` guard, or a
-    heredoc, would then fail there). The workers need only videolens' own code."""
-    main = sys.modules.get("__main__")
-    if main is None:
-        yield
-        return
-    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__")
-             if name in main.__dict__}
-    try:
-        main.__dict__.pop("__file__", None)
-        main.__dict__["__spec__"] = None
-        yield
-    finally:
-        main.__dict__.pop("__spec__", None)
-        main.__dict__.update(saved)
 
 
 def worker_init(worker_id: int) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from ..errors import UsageError
+from ..io.isolate import main_module_hidden
 from ..models import load_model, pick_device
 from ..models.clip import FrameAveragingModel
 from ..models.temporal import set_temporal
@@ -63,7 +64,6 @@ from .data import (
     PairDataset,
     SpeedDataset,
     collate,
-    main_module_hidden,
     worker_init,
 )
 from .recipes import ClassifyRecipe, CVRLRecipe, PromptBank, RSPNetRecipe
