@@ -1,0 +1,182 @@
+"""`videolens train` throughput and peak memory per recipe, for the real CLIP ViT-B/16 shape.
+
+Model: a randomly initialised CLIPModel with ViT-B/16's configuration (224 px, patch 16,
+12 x 768 vision layers, 12 x 512 text layers, 512-d projection; the same FLOPs as
+openai/clip-vit-base-patch16, whose weights cannot be downloaded here), built from a
+CLIPConfig with the test suite's small tokenizer. Data: generated 4-second 320x240 H.264
+clips, decoded by the training pipeline itself (PyAV in a DataLoader worker).
+
+Each recipe runs in its own process (so its peak RSS is its own): one warm-up optimizer
+step, then ``--steps`` timed steps. clips/s counts training clips (a CVRL sample is one video
+with two clips, RSPNet's has three; the table counts videos). On CUDA the runs use bf16
+autocast and report ``torch.cuda.max_memory_allocated``; on CPU fp32 and the process's peak
+RSS.
+
+    python benchmarks/bench_train.py [--steps 2] [--batch 2] [--frames 8]
+                                     [--recipes finetune,distill,expand,cvrl,rspnet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "benchmarks" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "tests"))  # the test suite's tokenizer builder and videos
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from machine import machine_info  # noqa: E402
+
+CLASSES = ("running", "swimming", "cooking", "dancing")
+# name -> (recipe, extra settings)
+RUNS = {
+    "finetune": ("finetune", {"temporal": "none"}),
+    "expand": ("finetune", {"temporal": "expand"}),
+    "distill": ("distill", {"temporal": "expand"}),
+    "cvrl": ("cvrl", {"clip_seconds": 1.28}),
+    "rspnet": ("rspnet", {"frame_seconds": 1 / 15}),
+}
+
+
+def make_clip_b16(folder: Path) -> Path:
+    """Random-init CLIP ViT-B/16 (CLIPConfig's defaults with a 16 px patch)."""
+    if (folder / "config.json").exists():
+        return folder
+    import torch
+    from tiny_models import _clip_tokenizer
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    tokenizer = _clip_tokenizer(folder)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(patch_size=16),
+    )
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(folder)
+    CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(
+        folder)
+    return folder
+
+
+def make_videos(folder: Path, count: int) -> Path:
+    """``count`` 4-second 320x240 30 fps H.264 clips and a ``path label`` list."""
+    import numpy as np
+    from media import make_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(count):
+        path = folder / f"clip{i:02d}.mp4"
+        if not path.exists():
+            rng = np.random.default_rng(i)
+            # 8x8 px blocks scrolling sideways: compressible, and every frame differs
+            blocks = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+            base = blocks.repeat(8, axis=0).repeat(8, axis=1)
+            make_video(path, num_frames=120, fps=30, size=(320, 240), codec="h264",
+                       content=lambda k, base=base: np.roll(base, 3 * k, axis=1))
+        lines.append(f"{path} {CLASSES[i % len(CLASSES)]}")
+    listing = folder / "train.txt"
+    listing.write_text("\n".join(lines) + "\n")
+    return listing
+
+
+def child(name: str, model: str, listing: str, steps: int, batch: int, frames: int) -> None:
+    """Train one recipe for ``1 + steps`` steps; print a JSON line with the numbers."""
+    import torch
+
+    from videolens.train import make_config, train
+
+    recipe, extra = RUNS[name]
+    cuda = torch.cuda.is_available()
+    values = dict(model=model, out=tempfile.mkdtemp(prefix=f"bench-{name}-"), epochs=1,
+                  batch_size=batch, grad_accum=1, frames=frames, warmup=0.0, workers=1,
+                  max_steps=1 + steps, log_every=1, progress=False,
+                  precision="bf16" if cuda else "fp32", device="cuda" if cuda else "cpu",
+                  **extra)
+    if recipe in ("cvrl", "rspnet"):
+        values["videos"] = tuple(line.split()[0] for line in Path(listing).read_text()
+                                 .splitlines() if line)
+        values.update(optimizer="adamw", lr=1e-5)
+    else:
+        values["data"] = listing
+    config = make_config(recipe, values)
+    started = time.perf_counter()
+    result = train(config, message=lambda text: None)
+    total = time.perf_counter() - started
+    with (Path(values["out"]) / "run" / "metrics.csv").open() as handle:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(handle)]
+    timed = seconds[-1] - seconds[0]  # steps 2 .. 1 + steps, after the warm-up step
+    peak = (torch.cuda.max_memory_allocated() if cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    print(json.dumps({"run": name, "recipe": recipe, "temporal": config.temporal,
+                      "steps": result.steps, "batch": batch, "frames": frames,
+                      "clips_per_s": steps * batch / timed, "seconds_per_step": timed / steps,
+                      "peak_memory_bytes": peak, "memory_kind": "cuda" if cuda else "rss",
+                      "precision": values["precision"], "wall_seconds": total}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up")
+    parser.add_argument("--batch", type=int, default=2, help="videos per step")
+    parser.add_argument("--frames", type=int, default=8, help="frames per clip (FROSTER: 8)")
+    parser.add_argument("--recipes", default=",".join(RUNS))
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--list", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.model, args.list, args.steps, args.batch, args.frames)
+        return
+
+    import torch
+    import transformers
+
+    model = make_clip_b16(DATA / "clip-b16-random")
+    listing = make_videos(DATA / "train-clips", max(8, 2 * args.batch * (1 + args.steps)))
+    rows = []
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    load_before = os.getloadavg()[0]
+    for name in args.recipes.split(","):
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", name, "--model", str(model), "--list",
+             str(listing), "--steps", str(args.steps), "--batch", str(args.batch),
+             "--frames", str(args.frames)], capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            print(done.stderr[-2000:], file=sys.stderr)
+            raise SystemExit(f"{name} failed")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        row = rows[-1]
+        print(f"{row['run']:<9} {row['recipe']:<9} {row['temporal']:<7} "
+              f"{row['clips_per_s']:7.3f} clips/s  {row['seconds_per_step']:7.1f} s/step  "
+              f"peak {row['peak_memory_bytes'] / 2**30:5.2f} GiB ({row['memory_kind']})",
+              flush=True)
+    result = {
+        "benchmark": "train",
+        "model": "CLIP ViT-B/16 shape, random weights",
+        "settings": {"steps": args.steps, "batch": args.batch, "frames": args.frames,
+                     "image_size": 224, "threads": torch.get_num_threads()},
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
+        "runs": rows,
+        "machine": machine_info(torch=torch.__version__, transformers=transformers.__version__),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "train.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS / 'train.json'}")
+
+
+if __name__ == "__main__":
+    main()
