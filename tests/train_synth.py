@@ -2,7 +2,7 @@
 
 - :func:`appearance_video`: the class is a colour + shape (one frame tells them apart);
   nuisances: position, size, background brightness, pixel noise.
-- :func:`trip_video`: the class is a DIRECTION. A square makes a round trip between the left
+- :func:`trip_video`: the class is a DIRECTION. A bar makes a round trip between the left
   and the right of the frame: out to the right and back, or out to the left and back. Both
   classes show exactly the same set of frames in another order, so no frame, and no average
   over frames, tells them apart. (Each trip reads the same backwards: Open-VCLIP's attention
@@ -76,13 +76,13 @@ def appearance_video(path: Path, label: str, seed: int) -> Path:
 
 
 def trip_video(path: Path, label: str, seed: int) -> Path:
-    """A square's round trip between the left and the right third of the frame, ``FRAMES``
+    """A bar's round trip between the left and the right third of the frame, ``FRAMES``
     frames, half on each side: the first of :data:`TRIP_CLASSES` starts and ends on the left
     (out to the right and back), the other starts and ends on the right. Frames on one side
     are pixel-identical whenever they appear, so both classes show exactly the same set of
     frames."""
     rng = np.random.default_rng(seed)
-    row = int(rng.integers(0, 3))
+    top = int(rng.integers(0, 17))  # a 32 px tall bar, somewhere up or down
     color = tuple(int(c) for c in rng.integers(150, 256, size=3))
     level = rng.uniform(20, 80)
     quarter = FRAMES // 4
@@ -92,7 +92,7 @@ def trip_video(path: Path, label: str, seed: int) -> Path:
     def paint(i: int) -> np.ndarray:
         col = columns[i]
         image = _background(np.random.default_rng([seed, col]), level)
-        image[row * 16:(row + 1) * 16, col * 16:(col + 1) * 16] = color
+        image[top:top + 32, col * 16:(col + 1) * 16] = color
         return image
 
     return make_video(path, num_frames=FRAMES, fps=FPS, size=(SIZE, SIZE), content=paint)
