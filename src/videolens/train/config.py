@@ -115,8 +115,8 @@ class TrainConfig:
             if value < 0:
                 raise UsageError(f"--{key.replace('_', '-')} must not be negative, got {value}")
         if self.warmup > self.epochs:
-            raise UsageError(f"--warmup ({self.warmup} epochs) is longer than --epochs "
-                             f"({self.epochs})")
+            raise UsageError(f"--warmup ({self.warmup:g} epochs) is longer than --epochs "
+                             f"({self.epochs})", hint="pass a shorter --warmup as well")
         choices = {"precision": (self.precision, PRECISIONS),
                    "optimizer": (self.optimizer, OPTIMIZERS),
                    "temporal": (self.temporal, TEMPORAL_MODES),
