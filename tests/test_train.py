@@ -357,6 +357,22 @@ def test_self_supervised_recipes_train_the_vision_tower_only(recipe, tiny_clip, 
     assert load_model(str(result.out), device="cpu").default_frames == 2
 
 
+def test_activation_checkpointing_gives_the_same_weights_and_bf16_runs(tiny_clip, small_data,
+                                                                       tmp_path):
+    # checkpointing recomputes the forward in backward: temporal attention must see the same
+    # frames per clip there
+    runs = {}
+    for name, more in {"plain": {}, "checkpointed": {"grad_checkpointing": True},
+                       "bf16": {"precision": "bf16"}}.items():
+        config = small_config("finetune", tiny_clip, small_data, tmp_path / name, epochs=1,
+                              temporal="expand", **more)
+        runs[name] = train(config, message=quiet)
+    a, b = weights(tmp_path / "plain"), weights(tmp_path / "checkpointed")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert math.isfinite(runs["bf16"].metrics["loss"])
+    assert runs["bf16"].metrics["loss"] == pytest.approx(runs["plain"].metrics["loss"], abs=0.05)
+
+
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_clip, small_data,
                                                                 tmp_path, monkeypatch):
     # distill + temporal expand + augmentation + accumulation: every kind of state at once
@@ -430,12 +446,19 @@ def test_cli_trains_and_the_output_serves_classify_and_eval(tiny_clip, small_dat
     code = main(["train", "finetune", "--model", tiny_clip, "--data", str(small_data),
                  "--out", str(out), "--epochs", "1", "--batch-size", "4", "--grad-accum", "1",
                  "--frames", "4", "--workers", "1", "--device", "cpu", "--quiet",
-                 "--temporal", "expand", "--lr", "1e-3", "--warmup", "0"])
+                 "--temporal", "expand", "--lr", "1e-3", "--warmup", "0", "--max-steps", "1"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert json.loads(captured.out)["out"] == str(out)
+    assert json.loads(captured.out)["steps"] == 1
     stored = json.loads((out / "run" / "train_config.json").read_text())
     assert stored["recipe"] == "finetune" and stored["workers"] == 1 and stored["lr"] == 1e-3
+    # --resume alone: the run's own settings come from run/train_config.json
+    code = main(["train", "finetune", "--out", str(out), "--resume", "--max-steps", "0"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)
+    assert summary["out"] == str(out) and summary["steps"] == summary["total_steps"] == 2
+    assert "resuming" in captured.err and "step 1 of 2" in captured.err
     video = small_data.read_text().split()[0]
     code = main(["classify", video, "--labels", "running, swimming", "--model", str(out),
                  "--json", "-q", "--device", "cpu"])
@@ -448,6 +471,46 @@ def test_cli_trains_and_the_output_serves_classify_and_eval(tiny_clip, small_dat
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and 0.0 <= report["metrics"]["top1"] <= 1.0
     assert report["num_videos"] == 8
+
+
+def test_a_dataset_split_trains_on_its_training_list_and_validates_every_epoch(
+        tiny_clip, tmp_path):
+    from datasets_synth import UCF_CLASSES, write_ucf101
+
+    root = write_ucf101(tmp_path / "ucf", real=True)
+    # split 2 trains on groups 1 and 3 (12 videos) and tests on group 2 (6 videos); one
+    # training video is damaged: it is logged and replaced, the run goes on
+    damaged = root / "UCF-101" / UCF_CLASSES[0] / f"v_{UCF_CLASSES[0]}_g01_c01.avi"
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    config = make_config("finetune", dict(
+        model=tiny_clip, dataset="ucf101", root=str(root), split="2", out=str(tmp_path / "o"),
+        epochs=2, warmup=0.0, lr=1e-3, batch_size=4, grad_accum=1, frames=4, workers=0,
+        precision="fp32", progress=False, eval_every=1))
+    result = train(config, message=quiet)
+    assert result.steps == 6 and result.failures >= 1
+    assert [e["epoch"] for e in result.evals] == [1, 2]
+    assert all(0.0 <= e["top1"] <= 1.0 for e in result.evals)
+    with (tmp_path / "o" / "run" / "eval.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(r["epoch"], r["metric"]) for r in rows} >= {("1", "top1"), ("2", "top1")}
+    with (tmp_path / "o" / "run" / "failures.csv").open() as handle:
+        assert {r["path"] for r in csv.DictReader(handle)} == {str(damaged)}
+
+
+def test_tensorboard_logs_the_same_scalars_as_metrics_csv(tiny_clip, small_data, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = small_config("finetune", tiny_clip, small_data, tmp_path / "tb", epochs=1,
+                          tensorboard=True)
+    train(config, message=quiet)
+    events = EventAccumulator(str(tmp_path / "tb" / "run" / "tensorboard"))
+    events.Reload()
+    losses = [e.value for e in events.Scalars("train/loss")]
+    with (tmp_path / "tb" / "run" / "metrics.csv").open() as handle:
+        logged = [float(row["loss"]) for row in csv.DictReader(handle)]
+    assert len(losses) == len(logged) == 2
+    assert losses == pytest.approx(logged, rel=1e-5)
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tiny_clip, tmp_path, capsys):

@@ -362,8 +362,13 @@ def _run(config: TrainConfig, resume: str | None, device: torch.device, rank: in
     if config.patch_ratio > 0:
         original = {k: v.detach().cpu().clone() for k, v in hf_model.state_dict().items()}
     if config.grad_checkpointing:
-        hf_model.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5 renamed it; 4.x only has the gradient_ name
+        enable = getattr(hf_model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            hf_model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
 
     image_processor = wrapper.image_processor
     augment = Augment(
