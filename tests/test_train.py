@@ -265,6 +265,21 @@ def test_a_broken_video_is_reported_and_replaced(tmp_path):
     assert "VideoDecodeError" in item["failures"][0][1]
 
 
+def test_a_decode_that_runs_too_long_is_stopped():
+    import time
+
+    from videolens.train.data import DecodeTimeout, time_limit
+
+    started = time.perf_counter()
+    with pytest.raises(DecodeTimeout, match="longer than 0.2 s"), time_limit(0.2):
+        while True:  # a decoder looping in Python (PyAV returns to Python every packet)
+            time.sleep(0.01)
+    assert time.perf_counter() - started < 2.0
+    with time_limit(5.0):  # a timer that did not fire is cancelled
+        pass
+    time.sleep(0.05)
+
+
 def test_patching_mixes_original_and_trained_weights():
     trained = {"w": torch.tensor([1.0, 3.0]), "ids": torch.tensor([1, 2])}
     original = {"w": torch.tensor([5.0, -1.0]), "ids": torch.tensor([0, 0])}
@@ -373,6 +388,29 @@ def test_activation_checkpointing_gives_the_same_weights_and_bf16_runs(tiny_clip
     assert runs["bf16"].metrics["loss"] == pytest.approx(runs["plain"].metrics["loss"], abs=0.05)
 
 
+def test_out_of_memory_names_the_knobs_and_keeps_the_last_step(tiny_clip, small_data,
+                                                                 tmp_path, monkeypatch):
+    from videolens.train.recipes import ClassifyRecipe
+
+    real_forward = ClassifyRecipe.forward
+    calls = []
+
+    def forward(self, batch):
+        calls.append(1)
+        if len(calls) == 3:  # the first micro-step of the second optimizer step
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_forward(self, batch)
+
+    monkeypatch.setattr(ClassifyRecipe, "forward", forward)
+    config = small_config("finetune", tiny_clip, small_data, tmp_path / "oom",
+                          checkpoint_every=0)
+    with pytest.raises(Exception, match="out of memory with 2 clips of 4 frames") as error:
+        train(config, message=quiet)
+    assert "--batch-size" in str(error.value) and "--grad-checkpointing" in str(error.value)
+    saved = [p.name for p in (tmp_path / "oom" / "run" / "checkpoints").iterdir()]
+    assert saved == ["step-00000001.pt"]
+
+
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_clip, small_data,
                                                                 tmp_path, monkeypatch):
     # distill + temporal expand + augmentation + accumulation: every kind of state at once
@@ -471,6 +509,10 @@ def test_cli_trains_and_the_output_serves_classify_and_eval(tiny_clip, small_dat
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and 0.0 <= report["metrics"]["top1"] <= 1.0
     assert report["num_videos"] == 8
+    code = main(["index", video, "--library", str(tmp_path / "lib"), "--model", str(out),
+                 "--json", "-q", "--device", "cpu"])
+    indexed = json.loads(capsys.readouterr().out)
+    assert code == 0 and indexed["indexed"] == [video]
 
 
 def test_a_dataset_split_trains_on_its_training_list_and_validates_every_epoch(
@@ -495,6 +537,14 @@ def test_a_dataset_split_trains_on_its_training_list_and_validates_every_epoch(
     assert {(r["epoch"], r["metric"]) for r in rows} >= {("1", "top1"), ("2", "top1")}
     with (tmp_path / "o" / "run" / "failures.csv").open() as handle:
         assert {r["path"] for r in csv.DictReader(handle)} == {str(damaged)}
+    # base-to-novel: train on the base classes (the first 2 of 3: 8 videos), score both halves
+    config = make_config("finetune", {**config.to_dict(), "out": str(tmp_path / "b2n"),
+                                      "eval_protocol": "base-to-novel", "epochs": 1})
+    result = train(config, message=quiet)
+    assert result.steps == 2
+    assert set(result.evals[0]) >= {"base_top1", "novel_top1", "HM"}
+    stored = json.loads((tmp_path / "b2n" / "run" / "train_config.json").read_text())
+    assert stored["eval_protocol"] == "base-to-novel"
 
 
 def test_tensorboard_logs_the_same_scalars_as_metrics_csv(tiny_clip, small_data, tmp_path):

@@ -6,15 +6,21 @@ official split, such as Kinetics or SSv2: ``train``/``val``). ``--data LIST`` re
 label`` lines with the generic reader (``--classes FILE`` fixes class ids); ``--val-data``
 is its validation list. ``--videos`` takes files, folders or globs of unlabelled videos
 (self-supervised recipes only).
+
+With ``--eval-protocol base-to-novel`` a labelled recipe trains on the base classes only (the
+first half of the class ids, :func:`~videolens.eval.openvocab.default_b2n_split`, as
+``videolens eval base-to-novel`` splits them without a split file) and every evaluation
+scores the base and the novel half of the validation split.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UsageError
 from ..eval.datasets import DATASETS, Dataset, load_dataset, use_class_names
+from ..eval.openvocab import default_b2n_split
 from ..io import expand_inputs
 from .config import TrainConfig
 from .data import VideoItem
@@ -92,9 +98,24 @@ def training_data(config: TrainConfig, *, labelled: bool) -> TrainingData:
         val = _generic(config.val_data, config.root, config.classes, config.class_texts)
     if val is not None and val.class_names != train.class_names:
         val = use_class_names(val, train.class_names, config.val_data or "")
+    if labelled and config.eval_protocol == "base-to-novel":
+        train = base_classes_only(train)
     if labelled and train.multilabel:
         raise UsageError(f"{train.name} is multi-label; the training recipes are single-label",
                          hint="train on a single-label dataset")
     items = [VideoItem(s.path, s.labels[0] if labelled and s.labels else -1)
              for s in train.samples]
     return TrainingData(items=items, train=train, val=val)
+
+
+def base_classes_only(dataset: Dataset) -> Dataset:
+    """``dataset`` restricted to the base half of its classes (ids renumbered 0..B-1)."""
+    base = list(default_b2n_split(dataset).base)
+    new_id = {old: new for new, old in enumerate(base)}
+    samples = tuple(replace(s, labels=(new_id[s.labels[0]],)) for s in dataset.samples
+                    if s.labels and s.labels[0] in new_id)
+    descriptions = (tuple(dataset.class_descriptions[c] for c in base)
+                    if dataset.class_descriptions else ())
+    return replace(dataset, class_names=tuple(dataset.class_names[c] for c in base),
+                   class_texts=tuple(dataset.class_texts[c] for c in base),
+                   class_descriptions=descriptions, samples=samples)
