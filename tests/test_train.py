@@ -411,6 +411,21 @@ def test_out_of_memory_names_the_knobs_and_keeps_the_last_step(tiny_clip, small_
     assert saved == ["step-00000001.pt"]
 
 
+def test_patch_ratio_saves_the_mix_of_original_and_trained_weights(tiny_clip, small_data,
+                                                                    tmp_path):
+    config = small_config("distill", tiny_clip, small_data, tmp_path / "patched", epochs=1,
+                          patch_ratio=0.25)
+    train(config, message=quiet)
+    last = torch.load(tmp_path / "patched" / "run" / "checkpoints" / "step-00000002.pt",
+                      weights_only=False)["module"]
+    saved, original = weights(tmp_path / "patched"), weights(Path(tiny_clip))
+    assert not any(k.startswith(("video_projector", "text_projector")) for k in saved)
+    key = "vision_model.encoder.layers.0.mlp.fc2.weight"
+    trained = last[f"model.{key}"]
+    assert not torch.allclose(trained, original[key])
+    assert torch.allclose(saved[key], 0.25 * original[key] + 0.75 * trained, atol=1e-7)
+
+
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_clip, small_data,
                                                                 tmp_path, monkeypatch):
     # distill + temporal expand + augmentation + accumulation: every kind of state at once
