@@ -470,8 +470,8 @@ def test_two_torchrun_processes_match_one_process(tiny_clip, small_data, tmp_pat
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
     videolens = shutil.which("videolens") or str(Path(sys.executable).parent / "videolens")
     args = ["finetune", "--model", tiny_clip, "--data", str(small_data), "--epochs", "1",
-            "--lr", "0.1", "--optimizer", "sgd", "--warmup", "0", "--batch-size", "4",
-            "--grad-accum", "1", "--frames", "4", "--workers", "0", "--device", "cpu",
+            "--lr", "0.1", "--optimizer", "sgd", "--warmup", "0", "--batch-size", "2",
+            "--grad-accum", "2", "--frames", "4", "--workers", "0", "--device", "cpu",
             "--precision", "fp32", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
     done = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "--no-python",
@@ -485,7 +485,8 @@ def test_two_torchrun_processes_match_one_process(tiny_clip, small_data, tmp_pat
     start = weights(Path(tiny_clip))
     key = "vision_model.encoder.layers.1.mlp.fc1.weight"
     assert not torch.allclose(a[key], start[key], atol=1e-6)  # it trained
-    # the same global batches: the gradients of two halves averaged = the whole batch's (SGD:
+    # the same global batches, accumulated over 2 micro-steps (DDP's no_sync on the first):
+    # the gradients of two halves averaged = the whole batch's (SGD:
     # Adam's first steps move every weight by ~lr whatever the gradient's size, so float
     # rounding in a near-zero gradient would show as a full step)
     worst = max((a[k] - b[k]).abs().max().item() for k in a)

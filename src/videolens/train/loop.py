@@ -465,10 +465,11 @@ def _run(config: TrainConfig, resume: str | None, device: torch.device, rank: in
                     last_micro = (micro + 1) % config.grad_accum == 0
                     sync = (contextlib.nullcontext() if last_micro or world == 1
                             else model.no_sync())
-                    with sync, torch.autocast(device.type, dtype=autocast or torch.float32,
-                                              enabled=autocast is not None):
-                        loss, parts = model(_to_device(batch, device))
+                    # DDP skips the gradient all-reduce on all but the last micro-step
                     with sync:
+                        with torch.autocast(device.type, dtype=autocast or torch.float32,
+                                            enabled=autocast is not None):
+                            loss, parts = model(_to_device(batch, device))
                         scaler.scale(loss / config.grad_accum).backward()
                     for key, value in parts.items():
                         sums[key] = sums.get(key, 0.0) + float(value) / config.grad_accum
