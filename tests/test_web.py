@@ -7,6 +7,7 @@ import argparse
 import http.client
 import io
 import os
+import re
 import shutil
 import socket
 import threading
@@ -435,6 +436,8 @@ def test_pages(client, ids):
     video = client.get(f"/videos/{kitchen}", params={"q": "cooking, jumping", "t": 2}).text
     assert f'src="/media/{kitchen}"' in video and 'id="timeline"' in video
     assert video.count('class="track"') == 2
+    # the summary says where the frames came from in words, never "from the decoded"
+    assert re.search(r"\d+ segments? · frames from the library at [\d.]+/s", video)
     assert client.get("/videos/999999").status_code == 404
     assert client.get("/videos/..%2f..").status_code == 404
     classify = client.get("/classify", params={"video": kitchen, "labels": "red, blue, green"})
