@@ -68,6 +68,9 @@ def test_help_imports_neither_torch_nor_transformers():
     ("models",),
     ("classify", "--help"),
     ("--version",),
+    ("eval", "few-shot", "--dataset", "ucf101", "--root", ".", "--shots", "x"),
+    ("eval", "few-shot", "--dataset", "ucf101", "--root", ".", "--shots", "0"),
+    ("eval", "zero-shot"),                    # --dataset and --root missing
 ])
 def test_argument_errors_and_model_free_commands_import_nothing_heavy(argv):
     report, _, err = drive(*argv)

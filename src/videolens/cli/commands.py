@@ -223,10 +223,6 @@ def run_localize(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from ..eval.report import table, write_csv, write_plots
-    from ..models import load_model
-    from ..pipelines.evaluate import evaluate
-
     quiet_libraries()
     try:
         shots = [int(x) for x in args.shots.split(",") if x.strip()]
@@ -244,6 +240,11 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.protocol != "counterfactual" and (not args.dataset or not args.root):
         note(f"error: {args.protocol} needs --dataset NAME and --root DIR")
         return EXIT_USAGE
+    # the heavy imports (torch, transformers: seconds) only once the arguments are checked
+    from ..eval.report import table, write_csv, write_plots
+    from ..models import load_model
+    from ..pipelines.evaluate import evaluate
+
     engine = engine_from_args(args)  # before the model: a missing Ray is a quick error
     model = load_model(args.model, args.device, args.dtype)
     result = evaluate(
