@@ -103,6 +103,25 @@ def test_index_summary_speaks_in_singular_for_one(capsys, clip, tiny_clip, tmp_p
     assert (" segment " in summary) == (count == 1)
 
 
+def test_a_library_indexed_with_a_relative_model_folder_is_searched_from_elsewhere(
+        capsys, clip, tiny_clip, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "mymodel").symlink_to(Path(tiny_clip).resolve(), target_is_directory=True)
+    monkeypatch.chdir(project)
+    code, _, err = run(capsys, "index", clip, "--library", tmp_path / "lib", "--model",
+                       "mymodel", "--device", "cpu", "-q")
+    assert code == 0, err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = run(capsys, "search", "running", "--library", tmp_path / "lib",
+                         "--device", "cpu", "--json")
+    # the library recorded the folder, not the name as typed in another directory
+    assert code == 0, err
+    assert json.loads(out)
+
+
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return action.choices

@@ -224,6 +224,8 @@ def locate(name: str = DEFAULT_MODEL, *, check_network: bool = True) -> ModelSou
                 path=local,
                 hint="pass a folder written by save_pretrained (model and processor files)",
             )
+        # absolute: a library records this name and is searched from other folders later
+        local = local.resolve()
         return ModelSource(name, str(local), preset, local / "config.json", False)
     if _looks_like_path(source):
         raise ModelLoadError(
