@@ -46,12 +46,7 @@ def search(
     than ``top`` may come back. ``exact``: force exact (True) or approximate (False) vector
     search; by default the store decides by size.
     """
-    if (query is None) == (image is None):
-        raise UsageError("give a text query or --image, not both and not neither")
-    if query is not None and not query.strip():
-        raise UsageError("the search text is empty", hint='e.g. videolens search "a dog running"')
-    if top < 1:
-        raise UsageError(f"--top must be at least 1, got {top}")
+    check_search(query, image, top)
     store = library if isinstance(library, Library) else Library.open(Path(library).expanduser())
     try:
         encoder = library_model(store, model, device, dtype)
@@ -61,23 +56,45 @@ def search(
             vector = encoder.encode_frames(load_image(image)).numpy()
         else:
             vector = encoder.encode_text([query]).numpy()
-        records = store.videos()
-        allowed = None
-        if video_glob:
-            allowed = {v.id for v in records if _glob_matches(v.path, video_glob)}
-            if not allowed:
-                return []
-        k = max(MIN_FRAMES, FRAMES_PER_MOMENT * top)
-        [hits] = store.search(vector.astype(np.float32), k, video_ids=allowed, exact=exact)
-        step = 1.0 / float(store.sampling.get("fps", 1.0))
-        videos = {v.id: (v.path, v.duration) for v in records}
-        moments = merge_hits(hits, videos, step)
-        if min_score is not None:
-            moments = [m for m in moments if m.score >= min_score]
-        return moments[:top]
+        return moments_near(store, vector, top=top, video_glob=video_glob, exact=exact,
+                            min_score=min_score)
     finally:
         if not isinstance(library, Library):
             store.close()
+
+
+def check_search(query: str | None, image: object | None, top: int) -> None:
+    """UsageError unless exactly one of ``query`` (not blank) and ``image`` is given and
+    ``top`` is at least 1."""
+    if (query is None) == (image is None):
+        raise UsageError("give a text query or --image, not both and not neither")
+    if query is not None and not query.strip():
+        raise UsageError("the search text is empty", hint='e.g. videolens search "a dog running"')
+    if top < 1:
+        raise UsageError(f"--top must be at least 1, got {top}")
+
+
+def moments_near(store: Library, vector: np.ndarray, *, top: int = 10,
+                 video_glob: str | None = None, exact: bool | None = None,
+                 min_score: float | None = None) -> list[Moment]:
+    """The moments of ``store`` nearest one query ``vector`` ((1, D) or (D,), L2-normalised,
+    from the library's model), best first: what :func:`search` returns once it has encoded
+    its query (the web app encodes concurrent queries together and calls this per query)."""
+    records = store.videos()
+    allowed = None
+    if video_glob:
+        allowed = {v.id for v in records if _glob_matches(v.path, video_glob)}
+        if not allowed:
+            return []
+    k = max(MIN_FRAMES, FRAMES_PER_MOMENT * top)
+    [hits] = store.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), k,
+                          video_ids=allowed, exact=exact)
+    step = 1.0 / float(store.sampling.get("fps", 1.0))
+    videos = {v.id: (v.path, v.duration) for v in records}
+    moments = merge_hits(hits, videos, step)
+    if min_score is not None:
+        moments = [m for m in moments if m.score >= min_score]
+    return moments[:top]
 
 
 def _glob_matches(path: str, pattern: str) -> bool:

@@ -1,7 +1,7 @@
 """The one open library behind the web app: its model (loaded once), the model lock, the
-work queue for heavy requests and the thumbnail cache. Every answer comes from
-:mod:`videolens.pipelines` (search, localize, iter_classify); nothing here searches, loads
-weights or stores anything itself.
+text-query batcher, the work queue for heavy requests and the thumbnail cache. Every answer
+comes from :mod:`videolens.pipelines` (search, localize, iter_classify); nothing here
+searches, loads weights or stores anything itself.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from ..pipelines.classify import VideoResult, iter_classify
 from ..pipelines.common import library_model
 from ..pipelines.localize import Localization
 from ..pipelines.localize import localize as localize_video
-from ..pipelines.search import search
+from ..pipelines.search import check_search, moments_near, search
 from ..tasks.search import Moment
+from .batching import MicroBatcher
 from .media import MAX_UPLOAD_BYTES, decode_upload_image, servable_path
 
 # one default for the API, the pages, the CLI and Python: the search function's own
@@ -45,6 +46,14 @@ HEAVY_SLOTS = 2
 HEAVY_WAITING = 8
 HEAVY_WAIT_S = 30.0
 RETRY_AFTER_S = 5
+# Text queries that arrive together are encoded in one forward pass (benchmarks/bench_serve.py
+# --scenario batching, ViT-B/32 shape): at most TEXT_BATCH per pass; TEXT_WINDOW_S is how
+# long a pass waits for more queries while queries are arriving concurrently (never for a
+# lone client). TEXT_BATCH = 1 encodes one query per pass under the model lock, as before.
+TEXT_BATCH = 32
+TEXT_WINDOW_S = 0.0
+# query rows remembered (D=512 float32: 2 KB each), so a repeated query skips the model
+QUERY_ROWS_CACHED = 1024
 
 
 @functools.cache
@@ -63,6 +72,20 @@ def release_freed_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+def encode_queries(model: VideoTextModel, texts: list[str]) -> list[np.ndarray]:
+    """One (1, D) float32 L2-normalised row per text, from one forward pass over the distinct
+    texts: ``model.encode_text([text])`` for each, within float rounding (CLIP pads the batch
+    to its longest prompt, and its causal mask keeps the padding out of each prompt's end
+    token; SigLIP always pads to its full context). Bypasses the model's text cache, which
+    would keep every query a server ever saw."""
+    distinct = list(dict.fromkeys(texts))
+    # (U, D) features -> (U, D) rows ready to score
+    rows = model.text_rows(model.text_features(distinct)).numpy()
+    where = {text: i for i, text in enumerate(distinct)}
+    # copies: a remembered row must not keep its whole batch alive
+    return [rows[where[text]][None].copy() for text in texts]
 
 
 class ServerBusy(HTTPException):
@@ -109,15 +132,18 @@ class WorkQueue:
 
 
 class LibraryService:
-    """One open library, its model (loaded once), the model lock, the heavy-request queue and
-    the thumbnail cache.
+    """One open library, its model (loaded once), the model lock, the text-query batcher, the
+    heavy-request queue and the thumbnail cache.
 
     Every method that runs the model takes :attr:`model_lock`; callers are worker threads.
+    Text searches go through :attr:`text_batcher` (``None`` when ``text_batch`` is 1): the
+    queries waiting for the lock are encoded together, in one forward pass.
     """
 
     def __init__(self, library: str | os.PathLike, model: VideoTextModel | str | None,
                  device: str, dtype: str, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-                 heavy: WorkQueue | None = None, thumb_cache_bytes: int = THUMB_CACHE_BYTES):
+                 heavy: WorkQueue | None = None, thumb_cache_bytes: int = THUMB_CACHE_BYTES,
+                 text_batch: int | None = None, text_window_s: float | None = None):
         self.store = Library.open(library)  # LibraryError when there is none
         try:
             self.encoder = library_model(self.store, model, device, dtype)
@@ -127,12 +153,25 @@ class LibraryService:
         self.device, self.dtype = device, dtype
         self.max_upload_bytes = max_upload_bytes
         self.model_lock = threading.Lock()
+        text_batch = TEXT_BATCH if text_batch is None else text_batch
+        self.text_batcher: MicroBatcher[str, np.ndarray] | None = None
+        if text_batch > 1:
+            self.text_batcher = MicroBatcher(
+                self._encode_queries, max_batch=text_batch, lock=self.model_lock,
+                window_s=TEXT_WINDOW_S if text_window_s is None else text_window_s)
+        self._rows: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._rows_guard = threading.Lock()
+        # one vector search at a time, as when it ran under the model lock: the exact search
+        # is a BLAS matmul that already uses every core
+        self._search_lock = threading.Lock()
         self.heavy = heavy or WorkQueue()
         self.thumbs = ThumbnailCache(self.store.root / "thumbs", max_bytes=thumb_cache_bytes)
         self._timestamps: OrderedDict[int, np.ndarray] = OrderedDict()
         self._timestamps_guard = threading.Lock()
 
     def close(self) -> None:
+        if self.text_batcher is not None:
+            self.text_batcher.close()
         self.thumbs.close()
         self.store.close()
 
@@ -153,9 +192,41 @@ class LibraryService:
         return path
 
     def search(self, text: str, top: int = DEFAULT_TOP) -> list[Moment]:
-        with self.model_lock:
-            return search(text, library=self.store, model=self.encoder, top=top,
-                          device=self.device, dtype=self.dtype)
+        """Moments matching ``text``, as :func:`videolens.pipelines.search.search` finds them;
+        the query is encoded together with the others waiting at the same time."""
+        if self.text_batcher is None:
+            with self.model_lock:
+                return search(text, library=self.store, model=self.encoder, top=top,
+                              device=self.device, dtype=self.dtype)
+        check_search(text, None, top)
+        row = self.query_row(text)
+        with self._search_lock:
+            return moments_near(self.store, row, top=top)
+
+    def query_row(self, text: str) -> np.ndarray:
+        """(1, D) float32 L2-normalised row of one text query, the same as
+        ``model.encode_text([text])`` within float rounding (it may be computed in a batch
+        with other queries, padded to the longest); the last :data:`QUERY_ROWS_CACHED`
+        queries are remembered."""
+        with self._rows_guard:
+            row = self._rows.get(text)
+            if row is not None:
+                self._rows.move_to_end(text)
+                return row
+        if self.text_batcher is None:
+            with self.model_lock:
+                row = self._encode_queries([text])[0]
+        else:
+            row = self.text_batcher.submit(text)
+        with self._rows_guard:
+            self._rows[text] = row
+            while len(self._rows) > QUERY_ROWS_CACHED:
+                self._rows.popitem(last=False)
+        return row
+
+    def _encode_queries(self, texts: list[str]) -> list[np.ndarray]:
+        # the batcher (or query_row) holds the model lock
+        return encode_queries(self.encoder, texts)
 
     def search_image(self, upload: bytes | BinaryIO, top: int = DEFAULT_TOP) -> list[Moment]:
         """Moments like an uploaded picture, decoded no larger than the model reads frames
