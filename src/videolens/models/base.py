@@ -57,6 +57,8 @@ class VideoTextModel(ABC):
             resolution. Videos whose short side is already within it decode unchanged.
         fingerprint: identifies the weights (used to key on-disk caches).
         embed_dim: D, the width of every embedding.
+        runtime: how it computes, set by ``load_model``: device, dtype and why, backend and
+            precision (``--verbose`` prints it; :attr:`meta` records it).
     """
 
     name: str
@@ -69,6 +71,7 @@ class VideoTextModel(ABC):
     embed_dim: int
     device: torch.device
     dtype: torch.dtype
+    runtime: dict | None = None
 
     # --- vision -------------------------------------------------------------------------
 
@@ -168,8 +171,11 @@ class VideoTextModel(ABC):
     @property
     def meta(self) -> dict:
         """What a library or cache records about the model its vectors come from."""
-        return {"name": self.name, "fingerprint": self.fingerprint,
+        meta = {"name": self.name, "fingerprint": self.fingerprint,
                 "embed_dim": int(self.embed_dim), "kind": self.kind}
+        if self.runtime:
+            meta["runtime"] = dict(self.runtime)
+        return meta
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, kind={self.kind}, device={self.device})"

@@ -31,8 +31,13 @@ def projected_text_features(
     max_length: int,
     device: torch.device,
     batch_size: int,
+    encode=None,
 ) -> torch.Tensor:
-    """Projected, unnormalised text embeddings (K, D) float32 on the CPU, in batches."""
+    """Projected, unnormalised text embeddings (K, D) float32 on the CPU, in batches.
+
+    ``encode``: tokens -> (k, D) features in place of the torch text tower (a backend's
+    exported copy, :mod:`.backends`).
+    """
     chunks = []
     for start in range(0, len(texts), batch_size):
         tokens = tokenizer(
@@ -43,7 +48,9 @@ def projected_text_features(
             return_tensors="pt",
         )
         tokens = {k: v.to(device) for k, v in tokens.items()}
-        chunks.append(pooled(hf_model.get_text_features(**tokens)).float().cpu())
+        features = (encode(**tokens) if encode is not None
+                    else pooled(hf_model.get_text_features(**tokens)))
+        chunks.append(features.float().cpu())
     return torch.cat(chunks)
 
 
@@ -83,6 +90,10 @@ class FrameAveragingModel(VideoTextModel):
         self.device = device
         self.dtype = dtype
         self.fingerprint = fingerprint
+        # an exported copy of the towers (OpenVINO, ONNX Runtime) that encodes in place of
+        # torch when set by `load_model(backend=...)`; see .backends
+        self.runner = None
+        self.text_padding: bool | str = "max_length" if kind == "sigmoid" else True
         # what `videolens train` saved: frames per clip and the temporal attention it used
         self.default_frames = getattr(hf_model.config, temporal.FRAMES_KEY, None) or default_frames
         self.temporal = temporal.temporal_mode(hf_model)
@@ -121,7 +132,8 @@ class FrameAveragingModel(VideoTextModel):
             pixels = pixels.to(self.device, self.dtype)
             if window == 1:
                 # (b, 3, h, w) -> (b, D)
-                features = pooled(self.model.get_image_features(pixel_values=pixels))
+                features = (self.runner.image_features(pixels) if self.runner is not None
+                            else pooled(self.model.get_image_features(pixel_values=pixels)))
             else:
                 features = temporal.windowed_features(self.model, pixels, window)
             chunks.append(l2_normalize(features.float()).cpu())
@@ -151,10 +163,11 @@ class FrameAveragingModel(VideoTextModel):
             self.model,
             self.tokenizer,
             texts,
-            padding="max_length" if self.kind == "sigmoid" else True,
+            padding=self.text_padding,
             max_length=self.context_length,
             device=self.device,
             batch_size=batch_size,
+            encode=self.runner.text_features if self.runner is not None else None,
         )
 
     def logits(self, videos: Sequence[VideoEmbedding], text: torch.Tensor) -> torch.Tensor:
