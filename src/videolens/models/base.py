@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from .preprocess import PreprocessSpec, spec_from_processor
 from .scoring import ScoreKind, ScoreRule
 
 
@@ -95,6 +96,26 @@ class VideoTextModel(ABC):
     def encode_video(self, frames: np.ndarray) -> VideoEmbedding:
         """:meth:`encode_videos` for a single (T, H, W, 3) clip."""
         return self.encode_videos([frames])[0]
+
+    def encode_pixels(self, pixels: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+        """:meth:`encode_frames` for frames already preprocessed, e.g. in a decode worker.
+
+        Args:
+            pixels: (T, 3, h, w) uint8 from ``preprocess.resize_crop(frames,
+                self.preprocess_spec)`` (normalised here), or float model input.
+        Returns:
+            (T, D) float32, L2-normalised, CPU.
+        """
+        raise NotImplementedError(f"{type(self).__name__} encodes frames only")
+
+    @property
+    def preprocess_spec(self) -> PreprocessSpec | None:
+        """The checkpoint's own preprocessing as plain data (from its image processor), for
+        the tensor path of :mod:`.preprocess`; ``None`` when only the processor itself
+        reproduces it (then :meth:`encode_frames` is the way in)."""
+        if "_preprocess_spec" not in self.__dict__:
+            self._preprocess_spec = spec_from_processor(getattr(self, "image_processor", None))
+        return self._preprocess_spec
 
     def frames_for(self, frames: int | None) -> int:
         """Frames to sample per video: ``frames`` if given and valid, else the model's default.

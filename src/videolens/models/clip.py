@@ -9,6 +9,7 @@ import torch
 
 from . import temporal
 from .base import VideoEmbedding, VideoTextModel, l2_normalize
+from .preprocess import normalize
 from .scoring import ScoreKind
 
 
@@ -120,16 +121,15 @@ class FrameAveragingModel(VideoTextModel):
         window = 1 if self.temporal == "none" else self.default_frames
         return self._encode(frames, window, batch_size)
 
-    def _encode(self, frames: np.ndarray | Sequence[np.ndarray], window: int,
-                batch_size: int) -> torch.Tensor:
+    def _encode(self, frames: np.ndarray | Sequence[np.ndarray] | torch.Tensor, window: int,
+                batch_size: int, prepared: bool = False) -> torch.Tensor:
         """(T, D) normalised frame embeddings; ``window`` consecutive frames form one clip
-        for temporal attention (1: each frame alone)."""
+        for temporal attention (1: each frame alone). ``prepared``: ``frames`` are pixels
+        for :meth:`encode_pixels`."""
         chunks = []
         step = max(window, batch_size - batch_size % window)
         for start in range(0, len(frames), step):
-            batch = list(frames[start : start + step])
-            pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"]
-            pixels = pixels.to(self.device, self.dtype)
+            pixels = self._pixels(frames[start : start + step], prepared)
             if window == 1:
                 # (b, 3, h, w) -> (b, D)
                 features = (self.runner.image_features(pixels) if self.runner is not None
@@ -138,6 +138,26 @@ class FrameAveragingModel(VideoTextModel):
                 features = temporal.windowed_features(self.model, pixels, window)
             chunks.append(l2_normalize(features.float()).cpu())
         return torch.cat(chunks) if chunks else torch.empty(0, self.embed_dim)
+
+    @torch.inference_mode()
+    def encode_pixels(self, pixels: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+        window = 1 if self.temporal == "none" else self.default_frames
+        return self._encode(pixels, window, batch_size, prepared=True)
+
+    def _pixels(self, batch, prepared: bool) -> torch.Tensor:
+        """Frames -> (b, 3, h, w) model input on the model's device: the processor for raw
+        frames, :func:`.preprocess.normalize` for uint8 from ``resize_crop``."""
+        if prepared:
+            spec = self.preprocess_spec
+            batch = torch.as_tensor(batch)
+            if batch.dtype == torch.uint8:
+                if spec is None:
+                    raise ValueError(f"{self.name}: its processor has no tensor path; "
+                                     "pass frames to encode_frames")
+                batch = normalize(batch, spec)
+            return batch.to(self.device, self.dtype)
+        pixels = self.image_processor(images=list(batch), return_tensors="pt")["pixel_values"]
+        return pixels.to(self.device, self.dtype)
 
     def encode_videos(self, videos: Sequence[np.ndarray]) -> list[VideoEmbedding]:
         lengths = [len(v) for v in videos]

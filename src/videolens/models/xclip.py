@@ -16,6 +16,7 @@ import torch
 
 from .base import VideoEmbedding, VideoTextModel, l2_normalize
 from .clip import projected_text_features
+from .preprocess import normalize
 
 
 class XClipModel(VideoTextModel):
@@ -57,9 +58,19 @@ class XClipModel(VideoTextModel):
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.detach().float().exp())
 
-    def _pixels(self, frames: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
-        # (T, H, W, 3) uint8 -> (T, 3, h, w) in the model's dtype
-        pixels = self.image_processor(images=list(frames), return_tensors="pt")["pixel_values"]
+    def _pixels(self, frames, prepared: bool = False) -> torch.Tensor:
+        # (T, H, W, 3) uint8 -> (T, 3, h, w) in the model's dtype; ``prepared``: already
+        # (T, 3, h, w), uint8 from preprocess.resize_crop or float model input
+        if prepared:
+            pixels = torch.as_tensor(frames)
+            if pixels.dtype == torch.uint8:
+                if self.preprocess_spec is None:
+                    raise ValueError(f"{self.name}: its processor has no tensor path; "
+                                     "pass frames to encode_frames")
+                pixels = normalize(pixels, self.preprocess_spec)
+        else:
+            pixels = self.image_processor(images=list(frames),
+                                          return_tensors="pt")["pixel_values"]
         return pixels.to(self.device, self.dtype)
 
     def _check_clip(self, frames: np.ndarray) -> None:
@@ -94,11 +105,21 @@ class XClipModel(VideoTextModel):
         in consecutive groups of ``num_frames``; the last group is padded by repeating its
         final frame and the padding is dropped.
         """
+        return self._frame_tokens(frames, batch_size, prepared=False)
+
+    def encode_pixels(self, pixels: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+        return self._frame_tokens(pixels, batch_size, prepared=True)
+
+    def _frame_tokens(self, frames, batch_size: int, prepared: bool) -> torch.Tensor:
         total = len(frames)
         if total == 0:
             return torch.empty(0, self.embed_dim)
         pad = (-total) % self.num_frames
-        if pad:
+        if pad and prepared:
+            # (T, 3, h, w) -> (T + pad, 3, h, w), the last frame repeated
+            frames = torch.cat([torch.as_tensor(frames),
+                                torch.as_tensor(frames[-1:]).expand(pad, -1, -1, -1)])
+        elif pad:
             frames = list(frames) + [frames[-1]] * pad
         clips = len(frames) // self.num_frames
         per_batch = max(1, batch_size // self.num_frames)
@@ -106,7 +127,7 @@ class XClipModel(VideoTextModel):
         for start in range(0, clips, per_batch):
             count = min(per_batch, clips - start)
             lo, hi = start * self.num_frames, (start + count) * self.num_frames
-            cls_tokens, _ = self._vision(self._pixels(frames[lo:hi]), count)
+            cls_tokens, _ = self._vision(self._pixels(frames[lo:hi], prepared), count)
             chunks.append(cls_tokens.reshape(-1, cls_tokens.shape[-1]))
         return l2_normalize(torch.cat(chunks).float())[:total].cpu()
 
