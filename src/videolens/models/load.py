@@ -64,16 +64,75 @@ def pick_device(device: str = "auto") -> torch.device:
     return chosen
 
 
-def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto`` -> fp16 on CUDA, fp32 elsewhere (bf16/fp16 matmuls on CPU are several times
-    slower than fp32, see shared/MEASURED.md)."""
+# CPU feature flags (Linux /proc/cpuinfo names) of units that compute bf16 matmuls natively:
+# Intel AMX, and AVX512-BF16 (Cooper Lake, Sapphire Rapids and later, AMD Zen 4 and later).
+# Without them bf16 is emulated and measured 5-8x slower than fp32 (docs: README, CPU speed).
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
+    """The feature flags of the first processor listed in /proc/cpuinfo text."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """This machine's CPU feature flags: /proc/cpuinfo on Linux, else torch's own probe."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
+            flags = parse_cpu_flags(file.read())
+        if flags:
+            return flags
+    except OSError:
+        pass
+    try:  # macOS, Windows: torch asks the CPU itself (a private helper, hence the guard)
+        import torch
+
+        probe = torch._C._cpu._get_cpu_capability()
+        return frozenset(name for name, present in probe.items() if present is True)
+    except Exception:
+        return frozenset()
+
+
+def cpu_bf16_verdict(flags: frozenset[str] | set[str]) -> tuple[bool, str]:
+    """Whether ``auto`` should run bf16 on a CPU with these flags, and why, in words."""
+    native = [flag for flag in BF16_CPU_FLAGS if flag in flags]
+    if native:
+        return True, f"bf16: this CPU computes bf16 natively ({', '.join(native)})"
+    return False, ("fp32: this CPU has no native bf16 (no amx_bf16 or avx512_bf16 flag), "
+                   "where bf16 runs several times slower")
+
+
+def choose_dtype(dtype: str, device: torch.device,
+                 flags: frozenset[str] | set[str] | None = None) -> tuple[torch.dtype, str]:
+    """:func:`pick_dtype` with the reason for its choice, for ``--verbose`` and run records.
+
+    ``flags``: the CPU's feature flags (default: this machine's, :func:`cpu_flags`).
+    """
     import torch
 
+    names = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     if dtype == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda":
+            return torch.float16, "fp16: auto on a CUDA GPU"
+        if device.type != "cpu":
+            return torch.float32, f"fp32: auto on {device.type}"
+        native, why = cpu_bf16_verdict(cpu_flags() if flags is None else flags)
+        return (torch.bfloat16 if native else torch.float32), why
     if dtype not in DTYPE_NAMES:
         raise UsageError(f"unknown dtype {dtype!r}", hint="use auto, fp32, fp16 or bf16")
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    return names[dtype], f"{dtype}: asked for"
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` -> fp16 on CUDA; on a CPU bf16 where it computes bf16 natively (AMX or
+    AVX512-BF16), else fp32 (emulated bf16 is several times slower than fp32); fp32 elsewhere.
+    """
+    return choose_dtype(dtype, device)[0]
 
 
 def _looks_like_path(name: str) -> bool:
@@ -278,7 +337,8 @@ def _model_type(found: ModelSource) -> str:
 
 
 def load_model(
-    name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto"
+    name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", *,
+    backend: str | None = None, precision: str | None = None,
 ) -> VideoTextModel:
     """Load a CLIP, SigLIP or X-CLIP checkpoint as a :class:`VideoTextModel`.
 
@@ -287,15 +347,31 @@ def load_model(
             (``openai/clip-vit-base-patch16``) or a local folder saved with
             ``save_pretrained`` (model + processor files).
         device: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
-        dtype: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``fp16``, ``bf16``.
+        dtype: torch's weights and activations: ``auto`` (fp16 on CUDA; on a CPU bf16 where
+            it computes bf16 natively, AMX or AVX512-BF16, else fp32), ``fp32``, ``fp16``,
+            ``bf16``.
+        backend: where the CLIP/SigLIP towers run: ``torch``, ``openvino`` or
+            ``onnxruntime`` (exported once into the cache folder, CPU only; X-CLIP and
+            temporal-attention checkpoints stay on torch, said in one line). Default: the
+            enclosing :func:`videolens.models.backends.model_options`, else ``torch``.
+        precision: for openvino/onnxruntime: ``auto`` (the backend's default: OpenVINO bf16
+            on CPUs that compute it natively, else fp32), ``fp32``, or ``int8`` (calibrated
+            on the first frames encoded, reporting its agreement with fp32).
+
+    ``model.runtime`` records the device, dtype (and why), backend and precision.
 
     A hub checkpoint already in the local cache is loaded without touching the network; a
     name that cannot be had (a typo, or not cached while the hub is unreachable) fails at
     once, before transformers is imported (:func:`locate`, which callers that want the answer
     before importing torch too can call first).
     """
+    from . import backends
+
+    options = backends.current_options()
+    backend = options.backend if backend is None else backend
+    precision = options.precision if precision is None else precision
+    backends.check_options(backend, precision)
     torch_device = pick_device(device)
-    torch_dtype = pick_dtype(dtype, torch_device)
     found = locate(name)
     model_type = _model_type(found)
     if model_type not in SUPPORTED_TYPES:
@@ -304,6 +380,22 @@ def load_model(
             f"{', '.join(SUPPORTED_TYPES)}",
             hint=f"use a preset ({', '.join(PRESETS)}) or another CLIP-family checkpoint",
         )
+    fallback = None
+    if backend != "torch" and torch_device.type != "cpu":
+        fallback = f"{backend} runs on the CPU here, not {torch_device.type}"
+    elif backend != "torch" and model_type == "xclip":
+        fallback = ("X-CLIP runs on torch only (its video encoder and prompt generator are "
+                    "not exported)")
+    if fallback is not None:
+        options.say(f"--backend {backend}: {fallback}; running on torch instead")
+        backend, precision = "torch", "auto"
+    if backend == "torch":
+        torch_dtype, why = choose_dtype(dtype, torch_device)
+    else:
+        import torch
+
+        # the exporters trace fp32 weights; the backend then computes at `precision`
+        torch_dtype, why = torch.float32, f"fp32 weights, exported to {backend}"
     load_kwargs = {"local_files_only": True} if found.local_files_only else {}
     fingerprint = _fingerprint(found.source, found.config_path)
     try:
@@ -314,6 +406,18 @@ def load_model(
                           "cannot load the weights or processor of") from None
     if found.preset is not None and model.num_frames is None:
         model.default_frames = found.preset.frames
+    short = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+    dtype_name = short.get(str(torch_dtype).removeprefix("torch."), str(torch_dtype))
+    model.runtime = {"model": name, "device": str(torch_device), "dtype": dtype_name,
+                     "dtype_reason": why, "backend": "torch", "precision": dtype_name}
+    if fallback is not None:
+        model.runtime["fallback"] = f"{fallback}; running on torch"
+    if backend != "torch":
+        from .backends.common import attach
+
+        attach(model, backend, precision, options.say)
+    if options.verbose:
+        options.say(f"model: {backends.describe(model.runtime)}")
     return model
 
 

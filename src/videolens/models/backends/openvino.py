@@ -1,0 +1,98 @@
+"""OpenVINO: towers converted from the torch modules (``openvino.convert_model``), saved as
+IR (``model.xml`` + ``model.bin``, weights kept fp32) and compiled for the CPU.
+
+Precision: ``auto`` is OpenVINO's own choice for the CPU (bf16 where the CPU computes it
+natively, AMX or AVX512-BF16; fp32 elsewhere), ``fp32`` forces fp32, ``int8`` quantizes the
+vision tower with NNCF calibrated on the user's first frames and the text tower's weights
+to int8 (data-free, as no prompts are known when the model loads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+NAME = "openvino"
+FILE = "model.xml"
+
+
+def version() -> str:
+    import openvino
+
+    return openvino.__version__
+
+
+def export(tower: torch.nn.Module, example: dict[str, torch.Tensor],
+           dynamic: dict[str, list[int]], folder: Path) -> None:
+    """Write ``folder/model.xml``: inputs named as ``example``'s keys with the axes in
+    ``dynamic`` free."""
+    import openvino
+
+    shapes = []
+    for name, value in example.items():
+        dims = [-1 if axis in dynamic.get(name, []) else size
+                for axis, size in enumerate(value.shape)]
+        shapes.append((name, openvino.PartialShape(dims)))
+    with torch.no_grad():
+        converted = openvino.convert_model(tower, example_input=dict(example), input=shapes)
+    # a single traced input comes out with a numbered name: name every input as torch does
+    for port, name in zip(converted.inputs, example, strict=True):
+        port.get_tensor().set_names({name})
+    # fp32 weights on disk: compress_to_fp16 (the default) would round every weight
+    openvino.save_model(converted, str(folder / FILE), compress_to_fp16=False)
+
+
+def quantize(fp32_folder: Path, folder: Path, tower: str, calibration) -> None:
+    """int8 with NNCF: the vision tower calibrated on ``calibration`` (a list of input
+    dicts, one frame each), the text tower's weights only."""
+    import nncf
+    import openvino
+
+    model = openvino.Core().read_model(str(fp32_folder / FILE))
+    # NNCF logs tables and draws progress bars on stdout, where --json output goes; videolens
+    # reports the result in one line of its own
+    nncf.set_log_level(logging.ERROR)
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        if calibration:
+            quantized = nncf.quantize(model, nncf.Dataset(calibration),
+                                      model_type=nncf.ModelType.TRANSFORMER,
+                                      subset_size=len(calibration))
+        else:
+            quantized = nncf.compress_weights(model)
+    openvino.save_model(quantized, str(folder / FILE), compress_to_fp16=False)
+
+
+_PRECISIONS = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
+
+
+class Compiled:
+    """A compiled tower: ``compiled(inputs) -> (N, D)`` float32."""
+
+    def __init__(self, path: Path, precision: str, threads: int):
+        import openvino
+
+        # same thread budget as torch's, so decoding workers keep their cores
+        config = {"INFERENCE_NUM_THREADS": max(1, threads)}
+        if precision == "fp32":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        self.compiled = openvino.Core().compile_model(str(path), "CPU", config)
+        self.inputs = {port.get_any_name() for port in self.compiled.inputs}
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        chosen = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+        actual = _PRECISIONS.get(chosen, chosen)
+        self.precision = f"int8 (+ {actual})" if precision == "int8" else actual
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {name: value for name, value in inputs.items() if name in self.inputs}
+        if len(feed) != len(self.inputs):
+            raise KeyError(f"the compiled tower wants {sorted(self.inputs)}, got {sorted(inputs)}")
+        return np.asarray(self.compiled(feed)[0])
+
+
+def load(folder: Path, precision: str, threads: int) -> Compiled:
+    return Compiled(folder / FILE, precision, threads)
