@@ -79,6 +79,16 @@ def fresh_hits(root: Path, dst: Path, k: int = 15) -> list:
         return hits_of(library, k)
 
 
+def row_map(generation: Path, mode: str = "r+") -> np.memmap:
+    """The float16 rows of a segment's ``vectors.faiss`` as a writable map (the codes are the
+    file's last count x D x 2 bytes), for damaging them in place."""
+    path = generation / "vectors.faiss"
+    entry = next(s for s in json.loads((generation.parent / "manifest.json").read_text()
+                                       )["segments"] if s["name"] == generation.name)
+    count = entry["count"]
+    return np.memmap(path, "<f2", mode, path.stat().st_size - count * DIM * 2, (count, DIM))
+
+
 def generation_dir(root: Path) -> Path:
     manifest = json.loads((root / "vectors" / "manifest.json").read_text())
     return root / "vectors" / manifest["generation"]

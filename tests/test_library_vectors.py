@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from library_synth import build_library, fresh_hits, generation_dir, hits_of
+from library_synth import build_library, fresh_hits, generation_dir, hits_of, row_map
 
 from videolens.library import Library
 from videolens.library.repair import check_library
@@ -36,9 +36,10 @@ def _rewrite(path: Path, change) -> None:
     np.save(path, change(array))
 
 
-def _in_place(path: Path, change) -> None:
-    """Change a .npy's data, keeping its header (what bit rot or a bad copy does)."""
-    array = np.load(path, mmap_mode="r+")
+def _in_place(generation: Path, change) -> None:
+    """Change the float16 rows of vectors.faiss, keeping its header (what bit rot or a bad
+    copy does)."""
+    array = row_map(generation)
     array[:] = change(np.asarray(array))
     array.flush()
     del array
@@ -46,20 +47,20 @@ def _in_place(path: Path, change) -> None:
 
 RNG = np.random.default_rng(5)
 DAMAGE = {
-    "random bytes (whole file)": lambda g: (g / "vectors.npy").write_bytes(
-        RNG.bytes((g / "vectors.npy").stat().st_size)),
+    "random bytes (whole file)": lambda g: (g / "vectors.faiss").write_bytes(
+        RNG.bytes((g / "vectors.faiss").stat().st_size)),
     "random bytes (data)": lambda g: _in_place(
-        g / "vectors.npy", lambda a: np.frombuffer(RNG.bytes(a.nbytes), a.dtype).reshape(a.shape)),
-    "zeros": lambda g: _in_place(g / "vectors.npy", np.zeros_like),
-    "shuffled rows": lambda g: _in_place(g / "vectors.npy", lambda a: a[RNG.permutation(len(a))]),
-    "two rows swapped": lambda g: _in_place(g / "vectors.npy", lambda a: a[[1, 0] + list(
+        g, lambda a: np.frombuffer(RNG.bytes(a.nbytes), a.dtype).reshape(a.shape)),
+    "zeros": lambda g: _in_place(g, np.zeros_like),
+    "shuffled rows": lambda g: _in_place(g, lambda a: a[RNG.permutation(len(a))]),
+    "two rows swapped": lambda g: _in_place(g, lambda a: a[[1, 0] + list(
         range(2, len(a)))]),
     "reversed ids": lambda g: _rewrite(g / "video_ids.npy", lambda a: a[::-1].copy()),
     "shifted times": lambda g: _rewrite(g / "timestamps.npy", lambda a: a + 0.5),
     "shifted row offsets": lambda g: _rewrite(g / "starts.npy",
                                               lambda a: np.r_[a[:1], a[1:-1] + 1, a[-1:]]),
-    "truncated vectors.npy": lambda g: (g / "vectors.npy").write_bytes(
-        (g / "vectors.npy").read_bytes()[:1000]),
+    "truncated vectors.faiss": lambda g: (g / "vectors.faiss").write_bytes(
+        (g / "vectors.faiss").read_bytes()[:1000]),
     "missing timestamps.npy": lambda g: (g / "timestamps.npy").unlink(),
     "garbage manifest": lambda g: (g.parent / "manifest.json").write_bytes(RNG.bytes(300)),
     "manifest with a wrong count": lambda g: (g.parent / "manifest.json").write_text(json.dumps(
@@ -110,14 +111,13 @@ def test_check_finds_what_the_sample_misses_and_repair_rebuilds(lib, tmp_path):
     """One changed value in one row of a middle video: too small for a cheap sample to be
     sure to see, so `library check` hashes every file."""
     want = fresh_hits(lib, tmp_path / "fresh")
-    vectors = generation_dir(lib) / "vectors.npy"
-    array = np.load(vectors, mmap_mode="r+")
+    array = row_map(generation_dir(lib))
     array[777, 3] = -array[777, 3]
     array.flush()
     del array
     report = check_library(lib)
     assert not report.ok and report.database_ok
-    assert report.cache == "damaged: vectors.npy do not match their checksums"
+    assert report.cache == "damaged: vectors.faiss do not match their checksums"
     repaired = check_library(lib, repair=True)
     assert repaired.ok and repaired.actions == ["rebuilt vectors/ from library.sqlite"]
     with Library.open(lib) as library:

@@ -1,30 +1,48 @@
-"""The derived vector cache of a library: a float32 matrix on disk plus an optional ANN index.
+"""The derived vector cache of a library: float16 rows on disk, segments, an optional IVF index.
 
 Everything here is rebuildable from ``library.sqlite`` (the source of truth), so losing or
-corrupting ``<library>/vectors/`` costs a rebuild, never data. One *generation* is a folder
+corrupting ``<library>/vectors/`` costs a rebuild, never data. The cache is a list of
+*segments*, each an immutable folder written once:
 
 ```
-vectors/<generation>/vectors.npy      (N, D) float32, L2-normalised, rows grouped by video id
-vectors/<generation>/video_ids.npy    (V,) int64, ascending
-vectors/<generation>/starts.npy       (V + 1,) int64: video i owns rows starts[i]:starts[i+1]
-vectors/<generation>/timestamps.npy   (N,) float64 seconds
-vectors/<generation>/ann.faiss        optional: IVF-SQ8 over the rows (faiss ids = row numbers)
-vectors/manifest.json                 names the current generation; replaced atomically, last
+vectors/<segment>/vectors.faiss   (n, D) float16 rows, L2-normalised, grouped by video id: a
+                                  faiss IndexScalarQuantizer(QT_fp16) file. faiss maps it for
+                                  exact search; numpy maps the same bytes for row reads
+vectors/<segment>/video_ids.npy   (v,) int64, ascending
+vectors/<segment>/starts.npy      (v + 1,) int64: video i owns rows starts[i]:starts[i+1]
+vectors/<segment>/timestamps.npy  (n,) float64 seconds
+vectors/<segment>/ann.faiss       optional: IVF-SQ8 or IVF-PQ codes of the rows (faiss ids =
+                                  row numbers within the segment)
+vectors/<base>/trained.faiss      the trained, empty IVF index of the first (base) segment:
+                                  later segments are encoded with the same centroids, so their
+                                  lists are the base's lists continued in another file
+vectors/manifest.json             the segments in order, the tombstones (cached videos deleted
+                                  since), the tuned nprobe; replaced atomically, last
 ```
 
-A generation folder is complete before the manifest names it, so a reader (or a crash) sees
-either the old generation or the new one, never a mixture. Readers memory-map the files; on
-POSIX a mapped file stays readable after a newer generation deletes it.
+A full build writes one base segment. An incremental refresh writes one small segment for the
+videos added since (ids only grow, so rows stay grouped by ascending id across segments) and
+adds the removed videos to the tombstones, in time proportional to the change. Segments are
+complete and renamed into place before the manifest names them, so a reader (or a crash)
+sees either the old manifest or the new one, never a mixture; an unreferenced segment left by
+a crash is removed by the next refresh. Readers memory-map the files; on POSIX a mapped file
+stays readable after a newer refresh deletes it.
 
-The manifest holds a BLAKE2b checksum of every file. :func:`load_generation` verifies the
-small ones (ids, offsets, timestamps: 8 bytes a row, ~5 ms per million rows) and the
-structure on every load; :func:`verify_files` re-hashes the large ones (``vectors.npy``,
-``ann.faiss``) for ``videolens library check``. Damage the hashes cannot see cheaply (a few
-vector rows) is caught by comparing sampled rows with SQLite (:mod:`.vectors`).
+The manifest holds a BLAKE2b checksum of every file. :func:`load_cache` verifies the small
+ones (ids, offsets, timestamps: 8 bytes a row, ~5 ms per million rows) and the structure on
+every load; :func:`verify_files` re-hashes the large ones for ``videolens library check``.
+Damage the hashes cannot see cheaply (a few vector rows) is caught by comparing sampled rows
+with SQLite (:mod:`.vectors`).
+
+Memory: rows are float16 (the precision SQLite stores) and read on demand from the map; the
+IVF codes are 1 byte a dimension (SQ8) below ``PQ_MIN_VECTORS`` and D/4 bytes (PQ, 4
+dimensions a sub-quantizer) at and above it, so at 10M x 512 the cache is the float16 store
+plus ~14 % and search touches the codes plus a few hundred rows per query.
 
 Search functions here are pure: they take a loaded :class:`VectorCache` (or a plain matrix)
-and row ranges, and return ``(scores, rows)``; mapping rows to videos, dropping deleted
-videos and merging the not-yet-cached tail is :mod:`videolens.library.vectors`'s job.
+and row selections, and return ``(scores, rows)`` over global row numbers (segments
+concatenated); mapping rows to videos, dropping deleted videos and merging the not-yet-cached
+tail is :mod:`videolens.library.vectors`'s job.
 """
 
 from __future__ import annotations
@@ -34,63 +52,160 @@ import json
 import math
 import os
 import shutil
+import struct
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 MANIFEST = "manifest.json"
-# 2: the manifest carries checksums (a format-1 cache is rebuilt once)
-CACHE_FORMAT = 2
+# 2: the manifest carries checksums; 3: float16 rows in segments, tombstones, IVF-PQ past
+# PQ_MIN_VECTORS and a measured nprobe (an older cache is rebuilt once)
+CACHE_FORMAT = 3
+FLAT_FILE = "vectors.faiss"
+ANN_FILE = "ann.faiss"
+TRAINED_FILE = "trained.faiss"
+SMALL_FILES = ("video_ids.npy", "starts.npy", "timestamps.npy")
+ROW_DTYPE = np.dtype("<f2")
 # Rows scored per matmul in exact search: bounds the (Q, CHUNK) score buffer and the
-# float32 rows copied out of a memory map at once (64k rows x 512 = 128 MB at most).
+# float32 rows converted out of a memory map at once (64k rows x 512 = 128 MB at most).
 CHUNK = 65536
+# Up to this many queries, exact search over float16 rows runs in faiss (fp16 SIMD, no
+# float32 copy): 1 query over 200k rows took 43 ms here against ~240 ms for numpy's
+# float16 -> float32 conversion + matmul. Batches convert once per chunk and use BLAS.
+FAISS_EXACT_MAX_QUERIES = 4
 # Candidates fetched from the quantised index per wanted hit, then re-scored exactly against
-# the float32 rows; SQ8 alone perturbs scores by ~1e-3, enough to swap near-ties.
-RERANK_FACTOR = 4
+# the float16 rows; SQ8 perturbs scores by ~1e-3, PQ by ~1e-2, enough to swap near-ties.
+RERANK_FACTOR = {"IVF-SQ8": 4, "IVF-PQ": 8}
 RERANK_MIN_EXTRA = 32
-# Codes an ANN query scans at most (see ann_params): ~15-20 ms per query on 2 cores.
-SCAN_CODES = 200_000
+# IVF-PQ at and above this many rows (SQ8 codes would be 0.5 of the float16 store, PQ's 0.13)
+PQ_MIN_VECTORS = 2_000_000
+PQ_DIMS_PER_CODE = 4
+# nprobe tuning: recall@10 wanted for both query kinds, queries per kind, and k
+TUNE_TARGET = 0.98
+TUNE_QUERIES = 200
+TUNE_K = 10
 
 Ranges = Sequence[tuple[int, int]]
 
 
-@dataclass
-class VectorCache:
-    """One loaded generation. Arrays are memory-mapped (read-only) where they are large."""
+# ---------------------------------------------------------------------------------------------
+# loaded state
 
+
+@dataclass
+class Segment:
+    """One immutable folder of rows. ``offset`` is the global row of its first row."""
+
+    name: str
     directory: Path
-    manifest: dict
-    vectors: np.ndarray  # (N, D) float32, memmap
-    video_ids: np.ndarray  # (V,) int64, ascending
-    starts: np.ndarray  # (V + 1,) int64 row offsets
-    timestamps: np.ndarray  # (N,) float64 seconds
-    ann: object | None  # faiss.Index or None
+    offset: int
+    vectors: np.ndarray  # (n, D) float16, memmap
+    video_ids: np.ndarray  # (v,) int64
+    starts: np.ndarray  # (v + 1,) int64, local rows
+    timestamps: np.ndarray  # (n,) float64 seconds, memmap
+    flat: object | None  # faiss IndexScalarQuantizer over the same bytes, or None when empty
+    ann: object | None  # faiss IVF index or None
 
     @property
     def count(self) -> int:
         return int(self.vectors.shape[0])
+
+
+@dataclass
+class VectorCache:
+    """The loaded manifest and its segments; global rows number the segments' rows in order."""
+
+    directory: Path
+    manifest: dict
+    segments: list[Segment]
+    tombstones: np.ndarray  # (t,) int64, sorted: cached videos deleted since
+    video_ids: np.ndarray = field(init=False)  # (V,) int64 ascending, all segments
+    starts: np.ndarray = field(init=False)  # (V + 1,) int64 global row offsets
+
+    def __post_init__(self) -> None:
+        ids = [s.video_ids for s in self.segments]
+        self.video_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+        starts = [np.zeros(1, np.int64)] + [s.starts[1:] + s.offset for s in self.segments]
+        self.starts = np.concatenate(starts)
+        self._offsets = np.array([s.offset for s in self.segments] + [self.count], np.int64)
+
+    @property
+    def count(self) -> int:
+        return sum(s.count for s in self.segments)
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def ann(self) -> object | None:
+        """The base segment's IVF index (every segment has one when the base has)."""
+        return self.segments[0].ann if self.segments else None
+
+    @property
+    def ann_kind(self) -> str | None:
+        meta = self.manifest.get("ann")
+        return meta.get("kind") if meta else None
+
+    def segment_of(self, rows: np.ndarray) -> np.ndarray:
+        """Global rows (any shape) -> index of the segment holding each."""
+        return np.searchsorted(self._offsets, rows, side="right") - 1
+
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """Global rows (m,) int64 -> (m, D) float32, read from the float16 maps."""
+        rows = np.asarray(rows, np.int64)
+        out = np.empty((len(rows), self.dim), np.float32)
+        owner = self.segment_of(rows)
+        for s in np.unique(owner):
+            picked = np.flatnonzero(owner == s)
+            segment = self.segments[int(s)]
+            local = rows[picked] - segment.offset
+            order = np.argsort(local)  # read the map in row order
+            out[picked[order]] = segment.vectors[local[order]]
+        return out
+
+    def times(self, rows: np.ndarray) -> np.ndarray:
+        """Global rows (any shape) -> seconds (same shape)."""
+        rows = np.asarray(rows, np.int64)
+        out = np.empty(rows.shape, np.float64)
+        owner = self.segment_of(rows)
+        for s in np.unique(owner):
+            mask = owner == s
+            segment = self.segments[int(s)]
+            out[mask] = np.asarray(segment.timestamps)[rows[mask] - segment.offset]
+        return out
+
+    def video_frames(self, position: int) -> tuple[np.ndarray, np.ndarray]:
+        """The cached frames of ``video_ids[position]``: timestamps (n,) seconds, vectors
+        (n, D) float32 (exactly the stored float16 values)."""
+        start, stop = int(self.starts[position]), int(self.starts[position + 1])
+        if start == stop:
+            return np.empty(0, np.float64), np.empty((0, self.dim), np.float32)
+        segment = self.segments[int(self.segment_of(np.array([start]))[0])]
+        a, b = start - segment.offset, stop - segment.offset
+        return (np.asarray(segment.timestamps[a:b]),
+                np.asarray(segment.vectors[a:b], dtype=np.float32))
 
     def rows_to_videos(self, rows: np.ndarray) -> np.ndarray:
         """Row numbers (any shape, int64) -> the video id owning each row."""
         position = np.searchsorted(self.starts, rows, side="right") - 1
         return self.video_ids[position]
 
-    def ranges_for(self, keep: np.ndarray) -> list[tuple[int, int]]:
-        """(V,) bool mask over ``video_ids`` -> coalesced ``[start, stop)`` row ranges."""
-        ranges: list[tuple[int, int]] = []
-        for i in np.flatnonzero(keep):
-            start, stop = int(self.starts[i]), int(self.starts[i + 1])
-            if start == stop:
-                continue
-            if ranges and ranges[-1][1] == start:  # adjacent videos: one contiguous block
-                ranges[-1] = (ranges[-1][0], stop)
-            else:
-                ranges.append((start, stop))
-        return ranges
+    def row_mask(self, keep: np.ndarray) -> np.ndarray:
+        """(V,) bool over ``video_ids`` -> (N,) bool over global rows."""
+        return np.repeat(keep, np.diff(self.starts))
+
+
+def ranges_of(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(n,) bool -> coalesced ``[start, stop)`` ranges of its True runs."""
+    if not len(mask):
+        return []
+    edges = np.flatnonzero(np.diff(np.r_[0, mask.view(np.int8), 0]))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,7 +228,7 @@ def topk_merge(
 
 
 def _blocks(matrix: np.ndarray, ranges: Ranges) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(block (m, D) float32, rows (m,) int64)`` covering ``ranges`` in <= CHUNK rows.
+    """Yield ``(block (m, D), rows (m,) int64)`` covering ``ranges`` in <= CHUNK rows.
 
     Long ranges are sliced (a view of the memmap, no copy); many short ranges (one video each,
     from a ``video_ids`` filter) are gathered into one block so each matmul stays large.
@@ -144,29 +259,76 @@ def _gather(matrix: np.ndarray, ranges: list[tuple[int, int]]) -> tuple[np.ndarr
     return block, rows
 
 
+def _merge(best: tuple[np.ndarray, np.ndarray], scores: np.ndarray, rows: np.ndarray,
+           k: int) -> tuple[np.ndarray, np.ndarray]:
+    return topk_merge(np.concatenate([best[0], scores], axis=1),
+                      np.concatenate([best[1], rows], axis=1), k)
+
+
+def _empty(num_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.empty((num_queries, 0), np.float32), np.empty((num_queries, 0), np.int64)
+
+
 def exact_search(
     queries: np.ndarray, matrix: np.ndarray, ranges: Ranges, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force inner-product top-``k`` of ``queries`` (Q, D) over ``matrix[ranges]``.
 
-    ``matrix`` (N, D) float32 may be a memmap; only the rows in ``ranges`` are read.
-    Returns ``scores`` (Q, <=k) float32 and ``rows`` (Q, <=k) int64, best first. Measured here
-    (2 cores, D=512, one query): numpy matmul ~6 ms at 50k rows, ~13 ms at 100k, ~22 ms at
-    200k, faster than faiss ``IndexFlatIP`` (10 / 19 / 35 ms) and needing no copy of the data.
+    ``matrix`` (N, D) float32 or float16 may be a memmap; only the rows in ``ranges`` are
+    read. Returns ``scores`` (Q, <=k) float32 and ``rows`` (Q, <=k) int64, best first.
+    Measured here (2 cores, D=512, one float32 query): numpy matmul ~6 ms at 50k rows, ~13 ms
+    at 100k, faster than faiss ``IndexFlatIP`` and needing no copy of the data.
     """
-    num_queries = queries.shape[0]
-    best_scores = np.empty((num_queries, 0), np.float32)
-    best_rows = np.empty((num_queries, 0), np.int64)
+    best = _empty(queries.shape[0])
     for block, rows in _blocks(matrix, ranges):
         scores = queries @ np.asarray(block, dtype=np.float32).T  # (Q, D) @ (D, m) -> (Q, m)
         block_rows = np.broadcast_to(rows, scores.shape)
-        scores, block_rows = topk_merge(scores, block_rows, k)
-        best_scores, best_rows = topk_merge(
-            np.concatenate([best_scores, scores], axis=1),
-            np.concatenate([best_rows, block_rows], axis=1),
-            k,
-        )
-    return best_scores, best_rows
+        best = _merge(best, *topk_merge(scores, block_rows, k), k)
+    return best
+
+
+def _selector(faiss, mask: np.ndarray | None, ranges: list[tuple[int, int]]):
+    """A faiss id selector for local rows (None: all rows); returns (selector, keep-alive)."""
+    if mask is None:
+        return None, None
+    if len(ranges) == 1:
+        return faiss.IDSelectorRange(*ranges[0]), None
+    bitmap = np.packbits(mask, bitorder="little")  # faiss: bit i = row i
+    return faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bitmap)), bitmap
+
+
+def exact_search_cache(cache: VectorCache, queries: np.ndarray, rows_mask: np.ndarray | None,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` over the cache's rows where ``rows_mask`` (N,) bool is True (None: all).
+
+    Few queries run in faiss on the float16 bytes; batches convert chunks to float32 and
+    use BLAS. Returns global ``(scores, rows)`` (Q, <=k), best first.
+    """
+    import faiss
+
+    best = _empty(queries.shape[0])
+    for segment in cache.segments:
+        if segment.count == 0:
+            continue
+        mask = None if rows_mask is None else \
+            rows_mask[segment.offset : segment.offset + segment.count]
+        ranges = [(0, segment.count)] if mask is None else ranges_of(mask)
+        if not ranges:
+            continue
+        if queries.shape[0] <= FAISS_EXACT_MAX_QUERIES and segment.flat is not None:
+            selected = sum(b - a for a, b in ranges)
+            selector, keep_alive = _selector(
+                faiss, None if selected == segment.count else mask, ranges)
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+            scores, rows = segment.flat.search(queries, min(k, selected), params=params)
+            del keep_alive
+            scores = np.where(rows >= 0, scores, -np.inf).astype(np.float32)
+            rows = np.where(rows >= 0, rows + segment.offset, -1)
+        else:
+            scores, rows = exact_search(queries, segment.vectors, ranges, k)
+            rows = rows + segment.offset
+        best = _merge(best, scores, rows, k)
+    return best
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,117 +336,256 @@ def exact_search(
 
 
 def ann_params(count: int) -> tuple[int, int]:
-    """``(nlist, nprobe)`` for an IVF index over ``count`` vectors.
+    """``(nlist, nprobe)`` for an IVF index over ``count`` vectors (nprobe: the untuned start).
 
-    nlist ~ sqrt(N) rounded to a power of two, in [16, 4096]: at 1M x 512 on 2 cores, 1024
+    nlist ~ sqrt(N) rounded to a power of two, in [16, 2048]: at 1M x 512 on 2 cores, 1024
     lists trained in 4 s and added in 10 s, 2048 in 13 + 17 s, 4096 in 25 + 28 s, while query
-    time was a few ms for all of them, so build time decides.
-
-    nprobe spends the latency budget on recall: enough lists to scan ~200k codes per query
-    (~15-20 ms here), at most a quarter of the lists, at least 32. Recall depends on the
-    queries more than on N: in benchmarks/bench_search.py recall@10 at 1M (nlist 1024) was
-    0.995 at nprobe 8 and 1.0 at 128, but at 300k (nlist 512, where many queries have no close
-    stored neighbour, like text queries against frames) 0.92 at nprobe 64, 0.953 at 128 and
-    0.98 at 256.
+    time was a few ms for all of them, so build time decides (adding 10M rows costs ~20x the
+    1M figure per doubling of lists).
     """
     nlist = 2 ** round(math.log2(max(1.0, math.sqrt(count))))
-    nlist = int(min(4096, max(16, nlist)))
+    nlist = int(min(2048, max(16, nlist)))
     # faiss wants >= 39 training points per centroid; small forced indexes get fewer lists
     nlist = int(max(1, min(nlist, count // 39)))
-    fraction = min(0.25, SCAN_CODES / max(1, count))
-    nprobe = int(min(nlist, max(32, math.ceil(nlist * fraction))))
+    nprobe = int(min(nlist, max(1, nlist // 16)))
     return nlist, nprobe
 
 
-def build_ann(vectors: np.ndarray, seed: int = 0):
-    """IVF-SQ8 inner-product index over ``vectors`` (N, D) float32; faiss ids = row numbers.
+def ann_kind(count: int, pq_min_vectors: int = PQ_MIN_VECTORS) -> str:
+    return "IVF-PQ" if count >= pq_min_vectors else "IVF-SQ8"
 
-    SQ8 (one byte per dimension) keeps the index file at a quarter of the float32 rows
-    (0.5 GB at 1M x 512 instead of 2 GB for IVF-Flat) with the same recall after
-    re-scoring candidates exactly against the float32 cache. Training uses 64 points per
-    list, sampled without replacement.
-    """
+
+def _pq_subquantizers(dim: int) -> int:
+    m = max(1, dim // PQ_DIMS_PER_CODE)
+    while dim % m:
+        m -= 1
+    return m
+
+
+def train_ann(sample: np.ndarray, count: int, kind: str):
+    """A trained, empty IVF index (inner product) of ``kind`` for ``count`` rows, trained on
+    ``sample`` (m, D) float32."""
     import faiss
 
-    count, dim = vectors.shape
-    nlist, nprobe = ann_params(count)
+    dim = sample.shape[1]
+    nlist, _ = ann_params(count)
+    nlist = int(max(1, min(nlist, len(sample) // 39)))
     quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-    )
-    rng = np.random.default_rng(seed)
-    sample_rows = np.sort(rng.choice(count, size=min(count, 64 * nlist), replace=False))
-    index.train(np.ascontiguousarray(vectors[sample_rows], dtype=np.float32))
-    for start in range(0, count, CHUNK):
-        stop = min(count, start + CHUNK)
-        index.add(np.ascontiguousarray(vectors[start:stop], dtype=np.float32))
-    index.nprobe = nprobe
+    if kind == "IVF-PQ":
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, _pq_subquantizers(dim), 8,
+                                 faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
     return index
 
 
-def ann_search(
-    cache: VectorCache, queries: np.ndarray, k: int, allowed_rows: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate top-``k`` over the cache's ANN index, re-scored exactly.
+def training_sample(vectors: np.ndarray, count: int, kind: str, seed: int = 0) -> np.ndarray:
+    """Rows drawn without replacement: 64 per list, and >= 40 per PQ centroid (256 x 40)."""
+    nlist, _ = ann_params(count)
+    size = 64 * nlist if kind == "IVF-SQ8" else max(64 * nlist, 256 * 40)
+    rows = np.sort(np.random.default_rng(seed).choice(count, size=min(count, size),
+                                                      replace=False))
+    return np.asarray(vectors[rows], dtype=np.float32)
 
-    ``allowed_rows`` (N,) bool restricts the search (deleted or filtered-out videos) inside
-    faiss, so the candidates it returns are all usable. Returns ``(scores, rows)`` (Q, <=k),
-    best first; a query can get fewer than ``k`` rows (probed lists held too few allowed
-    rows) — the caller falls back to exact search for it. Rows missing are ``-1``.
+
+def fill_ann(index, vectors: np.ndarray, progress: Callable[[int], None] | None = None) -> None:
+    """Add ``vectors`` (n, D) (float16 map) to a trained IVF index, a chunk at a time."""
+    for start in range(0, len(vectors), CHUNK):
+        stop = min(len(vectors), start + CHUNK)
+        index.add(np.ascontiguousarray(vectors[start:stop], dtype=np.float32))
+        if progress is not None:
+            progress(stop)
+
+
+def ann_search(cache: VectorCache, queries: np.ndarray, k: int, nprobe: int,
+               rows_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate top-``k`` over every segment's IVF index, re-scored exactly.
+
+    ``rows_mask`` (N,) bool restricts the search (deleted or filtered-out videos) inside
+    faiss, so the candidates it returns are all usable. Returns global ``(scores, rows)``
+    (Q, <=k), best first; a query can get fewer than ``k`` rows (probed lists held too few
+    allowed rows) — the caller falls back to exact search for it. Rows missing are ``-1``.
     """
     import faiss
 
-    index = cache.ann
-    nprobe = int(cache.manifest["ann"]["nprobe"])
-    fetch = min(cache.count, max(RERANK_FACTOR * k, k + RERANK_MIN_EXTRA))
-    bitmap = None
-    if allowed_rows is not None:
-        bitmap = np.packbits(allowed_rows, bitorder="little")  # faiss: bit i = row i
-        selector = faiss.IDSelectorBitmap(cache.count, faiss.swig_ptr(bitmap))
-        params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
-    else:
-        params = faiss.SearchParametersIVF(nprobe=nprobe)
-    _, candidates = index.search(np.ascontiguousarray(queries, np.float32), fetch, params=params)
-    del bitmap  # kept alive until here: faiss reads it during search
+    factor = RERANK_FACTOR.get(cache.ann_kind or "", 4)
+    fetch_want = max(factor * k, k + RERANK_MIN_EXTRA)
+    queries = np.ascontiguousarray(queries, np.float32)
+    parts = []
+    for segment in cache.segments:
+        if segment.ann is None or segment.count == 0:
+            continue
+        fetch = min(segment.count, fetch_want)
+        mask = None if rows_mask is None else \
+            rows_mask[segment.offset : segment.offset + segment.count]
+        if mask is not None and mask.all():
+            mask = None
+        if mask is not None and not mask.any():
+            continue
+        bitmap = None
+        if mask is not None:
+            bitmap = np.packbits(mask, bitorder="little")
+            selector = faiss.IDSelectorBitmap(segment.count, faiss.swig_ptr(bitmap))
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+        else:
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+        _, candidates = segment.ann.search(queries, fetch, params=params)
+        del bitmap  # kept alive until here: faiss reads it during search
+        parts.append(np.where(candidates >= 0, candidates + segment.offset, -1))
+    if not parts:
+        return np.full((len(queries), 0), -np.inf, np.float32), np.empty((len(queries), 0),
+                                                                          np.int64)
+    candidates = np.concatenate(parts, axis=1)  # (Q, M) global rows
     scores = np.full(candidates.shape, -np.inf, np.float32)
     for qi in range(queries.shape[0]):
         slots = np.flatnonzero(candidates[qi] >= 0)
-        slots = slots[np.argsort(candidates[qi, slots])]  # read the memmap in row order
-        # exact re-score: (m, D) @ (D,) -> (m,), reading m rows from the memmap
-        scores[qi, slots] = np.asarray(cache.vectors[candidates[qi, slots]]) @ queries[qi]
+        # exact re-score: (m, D) @ (D,) -> (m,), reading m float16 rows from the maps
+        scores[qi, slots] = cache.rows(candidates[qi, slots]) @ queries[qi]
     scores, rows = topk_merge(scores, candidates, k)
     rows = np.where(np.isfinite(scores), rows, -1)
     return scores, rows
 
 
+def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean overlap of each row of ``found`` (Q, k) with ``truth`` (Q, k), over k."""
+    k = max(1, truth.shape[1])
+    return float(np.mean([len(set(f[f >= 0].tolist()) & set(t[t >= 0].tolist())) / k
+                          for f, t in zip(found, truth, strict=True)]))
+
+
+def synthetic_queries(cache: VectorCache, count: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Held-out queries drawn from the library's own rows, two kinds (each (count, D)):
+
+    ``image``: a sampled row moved to cosine ~0.9 from it (a new frame of a stored scene,
+    never a copy of a stored row); ``text``: a sampled row at cosine ~0.35 plus a direction
+    shared by all text queries (the modality gap: CLIP-family text embeddings sit apart from
+    frame embeddings, near many frames at once and near none of them closely).
+    """
+    rng = np.random.default_rng(seed)
+    dim = cache.dim
+    rows = np.sort(rng.choice(cache.count, size=min(count, cache.count), replace=False))
+    base = cache.rows(rows)  # (m, D)
+    noise = rng.standard_normal(base.shape).astype(np.float32) / np.sqrt(dim)
+    image = _unit(base + 0.45 * noise)
+    gap = _unit(rng.standard_normal(dim).astype(np.float32))
+    noise = rng.standard_normal(base.shape).astype(np.float32) / np.sqrt(dim)
+    text = _unit(0.35 * base + 0.8 * gap + 0.45 * noise)
+    return {"image": image, "text": text}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def tune_nprobe(cache: VectorCache, query_sets: dict[str, np.ndarray],
+                target: float = TUNE_TARGET, k: int = TUNE_K) -> dict:
+    """Measure recall@k against exact search at nprobe 1, 2, 4, ... for each query kind.
+
+    Returns ``{"target", "k", "queries": {kind: n}, "table": [{"nprobe", kind: recall}],
+    "nprobe": {kind: the smallest nprobe reaching target (else the best measured)}}``. The
+    sweep stops once every kind reaches 0.999 (so ``--recall`` up to that can be served) or
+    nprobe reaches nlist.
+    """
+    nlist = int(cache.manifest["ann"]["nlist"])
+    truth = {kind: exact_search_cache(cache, q, None, k)[1] for kind, q in query_sets.items()}
+    table: list[dict] = []
+    nprobe = 1
+    while True:
+        row: dict = {"nprobe": nprobe}
+        for kind, q in query_sets.items():
+            started = time.perf_counter()
+            _, found = ann_search(cache, q, k, nprobe)
+            row[kind] = round(recall_at(found, truth[kind]), 4)
+            row[f"{kind}_ms_per_query"] = round(
+                (time.perf_counter() - started) * 1e3 / max(1, len(q)), 3)
+        table.append(row)
+        if nprobe >= nlist or all(row[kind] >= 0.999 for kind in query_sets):
+            break
+        nprobe = min(nlist, nprobe * 2)
+    chosen = {}
+    for kind in query_sets:
+        reaching = [r["nprobe"] for r in table if r[kind] >= target]
+        chosen[kind] = reaching[0] if reaching else \
+            max(table, key=lambda r, kind=kind: (r[kind], -r["nprobe"]))["nprobe"]
+    return {"target": target, "k": k, "queries": {kind: len(q) for kind, q in query_sets.items()},
+            "table": table, "nprobe": chosen}
+
+
+def nprobe_for(ann_meta: dict, recall: float | None, kind: str | None) -> int | None:
+    """The nprobe to search with: the tuned one for the query ``kind`` ("text", "image";
+    None: the larger of both), or, for a wanted ``recall``, the smallest measured nprobe
+    reaching it. None: no measured nprobe reaches it (search exactly)."""
+    tuning = ann_meta.get("tuning") or {}
+    kinds = [kind] if kind in (tuning.get("nprobe") or {}) else list(tuning.get("nprobe") or {})
+    if recall is None:
+        if not kinds:
+            return int(ann_meta["nprobe"])
+        return max(int(tuning["nprobe"][k]) for k in kinds)
+    table = tuning.get("table") or []
+    if not kinds or not table:
+        return None if recall > 0 else int(ann_meta["nprobe"])
+    for row in table:
+        if all(row.get(k, 0.0) >= recall for k in kinds):
+            return int(row["nprobe"])
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
-# writing and loading generations
+# writing segments and manifests
 
 
 def ids_digest(video_ids: np.ndarray) -> str:
-    """Short hash of a sorted int64 id array: names the set of videos a generation holds."""
+    """Short hash of a sorted int64 id array: names the set of videos a cache holds."""
     return hashlib.blake2b(np.ascontiguousarray(video_ids, np.int64).tobytes(),
                            digest_size=12).hexdigest()
 
 
-class GenerationWriter:
-    """Fills a new generation folder; :meth:`publish` makes it current (manifest last).
+def _flat_header(dim: int, count: int) -> bytes:
+    """The bytes faiss writes before the codes of an ``IndexScalarQuantizer(QT_fp16)`` of
+    ``count`` rows: its own header for an empty index, with ntotal and the codes' length set.
 
-    Usage: ``writer = GenerationWriter(vectors_dir, count, dim)``, ``writer.append(...)`` per
-    video in ascending id order, then ``writer.publish(build_ann=...)``. If anything fails
-    before ``publish``, :meth:`discard` removes the folder and the old generation stays.
+    faiss's layout (index_write.cpp): "IxSQ", d (int32), ntotal (int64), ..., then the codes
+    as a size_t length + bytes, which ends an empty index. Checked here and again on load.
+    """
+    import faiss
+
+    empty = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16,
+                                       faiss.METRIC_INNER_PRODUCT)
+    raw = faiss.serialize_index(empty).tobytes()
+    if raw[:4] != b"IxSQ" or struct.unpack("<iq", raw[4:16]) != (dim, 0) or raw[-8:] != bytes(8):
+        raise RuntimeError("this faiss writes IndexScalarQuantizer in an unknown layout")
+    header = bytearray(raw[:-8])
+    header[8:16] = struct.pack("<q", count)
+    return bytes(header) + struct.pack("<Q", count * dim * ROW_DTYPE.itemsize)
+
+
+def new_segment_name() -> str:
+    return f"gen-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+class SegmentWriter:
+    """Fills a new segment folder; :meth:`finish` completes it and renames it into place.
+
+    Usage: ``writer = SegmentWriter(vectors_dir, count, dim, num_videos)``, ``writer.append``
+    per video in ascending id order, then ``writer.finish(...)``. If anything fails before,
+    :meth:`discard` removes the folder and the current cache stays as it was.
     """
 
     def __init__(self, vectors_dir: Path, count: int, dim: int, num_videos: int):
         self.vectors_dir = vectors_dir
-        self.name = f"gen-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.name = new_segment_name()
         # a dot-prefixed folder is invisible to cleanup until renamed into place
         self.tmp_dir = vectors_dir / f".{self.name}.tmp"
         self.tmp_dir.mkdir(parents=True)
         self.count, self.dim = count, dim
-        self.vectors = np.lib.format.open_memmap(
-            self.tmp_dir / "vectors.npy", mode="w+", dtype=np.float32, shape=(count, dim)
-        )
+        header = _flat_header(dim, count)
+        with open(self.tmp_dir / FLAT_FILE, "wb") as handle:
+            handle.write(header)
+            handle.truncate(len(header) + count * dim * ROW_DTYPE.itemsize)
+        self.vectors = np.memmap(self.tmp_dir / FLAT_FILE, ROW_DTYPE, "r+", len(header),
+                                 (count, dim)) if count else np.empty((0, dim), ROW_DTYPE)
         self.timestamps = np.empty(count, np.float64)
         self.video_ids = np.empty(num_videos, np.int64)
         self.starts = np.zeros(num_videos + 1, np.int64)
@@ -292,7 +593,8 @@ class GenerationWriter:
         self._video = 0
 
     def append(self, video_id: int, timestamps: np.ndarray, vectors: np.ndarray) -> None:
-        """Add one video's rows: ``timestamps`` (n,) seconds, ``vectors`` (n, D)."""
+        """Add one video's rows: ``timestamps`` (n,) seconds, ``vectors`` (n, D) (the stored
+        float16 values; float32 copies of them convert back exactly)."""
         n = len(timestamps)
         self.vectors[self._row : self._row + n] = vectors
         self.timestamps[self._row : self._row + n] = timestamps
@@ -301,60 +603,74 @@ class GenerationWriter:
         self._video += 1
         self.starts[self._video] = self._row
 
-    def publish(self, *, with_ann: bool, meta: dict) -> dict:
-        """Finish the files, optionally build the ANN index, then switch the manifest.
-
-        Returns the manifest written. ``meta`` is merged into it (e.g. the SQLite snapshot's
-        max video id).
-        """
+    def finish(self, *, ann_index=None, trained=None,
+               progress: Callable[[int], None] | None = None) -> dict:
+        """Write the small files and, with a trained empty ``ann_index``, its codes of every
+        row (``trained``: also keep the empty trained index for later segments); fsync and
+        rename into place. Returns the segment's manifest entry."""
         if (self._row, self._video) != (self.count, len(self.video_ids)):
             raise RuntimeError(
-                f"generation filled {self._row}/{self.count} rows, "
-                f"{self._video}/{len(self.video_ids)} videos"
-            )
-        self.vectors.flush()
+                f"segment filled {self._row}/{self.count} rows, "
+                f"{self._video}/{len(self.video_ids)} videos")
+        if self.count:
+            self.vectors.flush()
         for name, array in (("timestamps", self.timestamps), ("video_ids", self.video_ids),
                             ("starts", self.starts)):
             np.save(self.tmp_dir / f"{name}.npy", array)
-        checksums = {name: file_checksum(self.tmp_dir / name) for name in SMALL_FILES}
-        checksums["vectors.npy"] = file_checksum(self.tmp_dir / "vectors.npy")
-        ann_meta = None
-        build_seconds = 0.0
-        if with_ann and self.count > 0:
+        entry: dict = {"name": self.name, "count": self.count, "num_videos": len(self.video_ids),
+                       "ann": False}
+        if ann_index is not None and self.count:
             import faiss
 
             started = time.perf_counter()
-            index = build_ann(self.vectors)
-            faiss.write_index(index, str(self.tmp_dir / "ann.faiss"))
-            build_seconds = time.perf_counter() - started
-            checksums["ann.faiss"] = file_checksum(self.tmp_dir / "ann.faiss")
-            ann_meta = {"kind": "IVF-SQ8", "file": "ann.faiss", "nlist": int(index.nlist),
-                        "nprobe": int(index.nprobe), "build_seconds": round(build_seconds, 3)}
-        del self.vectors  # close the memmap before renaming
+            if trained is not None:
+                faiss.write_index(trained, str(self.tmp_dir / TRAINED_FILE))
+            fill_ann(ann_index, self.vectors, progress)
+            faiss.write_index(ann_index, str(self.tmp_dir / ANN_FILE))
+            entry["ann"] = True
+            entry["ann_seconds"] = round(time.perf_counter() - started, 3)
+        self.__dict__.pop("vectors", None)  # close the map before renaming
+        entry["checksums"] = {p.name: file_checksum(p) for p in sorted(self.tmp_dir.iterdir())}
         for path in self.tmp_dir.iterdir():
             _fsync_file(path)
-        final_dir = self.vectors_dir / self.name
-        os.replace(self.tmp_dir, final_dir)
-        manifest = {
-            "format": CACHE_FORMAT,
-            "generation": self.name,
-            "created_at": time.time(),
-            "count": self.count,
-            "dim": self.dim,
-            "num_videos": len(self.video_ids),
-            "max_video_id": int(self.video_ids.max()) if len(self.video_ids) else 0,
-            "ids_digest": ids_digest(self.video_ids),
-            "ann": ann_meta,
-            "checksums": checksums,
-            **meta,
-        }
-        _write_json_atomic(self.vectors_dir / MANIFEST, manifest)
-        _fsync_dir(self.vectors_dir)
-        return manifest
+        os.replace(self.tmp_dir, self.vectors_dir / self.name)
+        return entry
 
     def discard(self) -> None:
         self.__dict__.pop("vectors", None)
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+
+def make_manifest(segments: list[dict], tombstones: np.ndarray, *, dim: int,
+                  video_ids: np.ndarray, ann_meta: dict | None, meta: dict) -> dict:
+    """The manifest naming ``segments`` (entries from :meth:`SegmentWriter.finish`, base
+    first) with ``tombstones`` (cached video ids deleted since); not written yet."""
+    tombstones = np.unique(np.asarray(tombstones, np.int64))
+    live = video_ids[~np.isin(video_ids, tombstones)]
+    return {
+        "format": CACHE_FORMAT,
+        "generation": segments[0]["name"],  # the base segment's folder
+        "state": uuid.uuid4().hex,  # this manifest: what a reader's loaded cache is keyed by
+        "created_at": time.time(),
+        "count": int(sum(s["count"] for s in segments)),
+        "dim": dim,
+        "num_videos": int(len(video_ids)),
+        "max_video_id": int(video_ids.max()) if len(video_ids) else 0,
+        "ids_digest": ids_digest(video_ids),
+        "live_digest": ids_digest(live),
+        "tombstones": [int(i) for i in tombstones],
+        "segments": segments,
+        "ann": ann_meta,
+        **meta,
+    }
+
+
+def publish_manifest(vectors_dir: Path, manifest: dict) -> dict:
+    """Make ``manifest`` the current cache: replaced atomically, after every segment it names
+    is complete and renamed into place. Returns it."""
+    _write_json_atomic(vectors_dir / MANIFEST, manifest)
+    _fsync_dir(vectors_dir)
+    return manifest
 
 
 def read_manifest(vectors_dir: Path) -> dict | None:
@@ -368,11 +684,8 @@ def read_manifest(vectors_dir: Path) -> dict | None:
     return manifest
 
 
-SMALL_FILES = ("video_ids.npy", "starts.npy", "timestamps.npy")
-
-
 class CacheDamaged(ValueError):
-    """A generation's files do not match its manifest (or each other)."""
+    """A cache's files do not match its manifest (or each other)."""
 
 
 def file_checksum(path: Path) -> str:
@@ -393,63 +706,123 @@ def _load_npy(path: Path, mmap: bool) -> np.ndarray:
         raise CacheDamaged(f"{path.name} is not a readable array ({err})") from err
 
 
-def load_generation(vectors_dir: Path, manifest: dict) -> VectorCache:
-    """Memory-map the generation ``manifest`` names, verifying the checksums of the small
-    files and the structure. FileNotFoundError if the generation is gone (a refresh elsewhere
-    removed it); :class:`CacheDamaged` if it does not match its manifest."""
+def _read_index(path: Path, flags: int):
+    import faiss
+
+    if not path.exists():
+        raise FileNotFoundError(path)
     try:
-        directory = vectors_dir / str(manifest["generation"])
-        count, dim = int(manifest["count"]), int(manifest["dim"])
-        checksums = dict(manifest["checksums"])
+        return faiss.read_index(str(path), flags)
+    except RuntimeError as err:
+        raise CacheDamaged(f"{path.name} cannot be read ({str(err).splitlines()[0]})") from err
+
+
+def _load_rows(path: Path, count: int, dim: int) -> tuple[np.ndarray, object | None]:
+    """The float16 rows of a ``vectors.faiss``: (numpy map, faiss index over the same map)."""
+    import faiss
+
+    if count == 0:
+        if not path.exists():
+            raise FileNotFoundError(path)
+        return np.empty((0, dim), ROW_DTYPE), None
+    size = path.stat().st_size
+    offset = size - count * dim * ROW_DTYPE.itemsize
+    if offset <= 0:
+        raise CacheDamaged(f"{path.name} is {size} bytes, too short for {count} rows")
+    with open(path, "rb") as handle:
+        head = handle.read(offset)
+    if head[:4] != b"IxSQ" or struct.unpack("<iq", head[4:16]) != (dim, count) or \
+            struct.unpack("<Q", head[-8:])[0] != count * dim * ROW_DTYPE.itemsize:
+        raise CacheDamaged(f"{path.name} does not hold {count} rows of {dim}-d")
+    # IO_FLAG_MMAP_IFC maps the codes instead of reading them: ~ms to open, no RAM copy
+    flat = _read_index(path, faiss.IO_FLAG_MMAP_IFC)
+    if flat.ntotal != count or flat.d != dim:
+        raise CacheDamaged(f"{path.name} does not match the manifest")
+    rows = np.memmap(path, ROW_DTYPE, "r", offset, (count, dim))
+    return rows, flat
+
+
+def load_cache(vectors_dir: Path, manifest: dict) -> VectorCache:
+    """Memory-map every segment the manifest names, verifying the checksums of the small files
+    and the structure. FileNotFoundError if a segment is gone (a refresh elsewhere removed it);
+    :class:`CacheDamaged` if it does not match its manifest."""
+    import faiss
+
+    try:
+        dim = int(manifest["dim"])
+        entries = list(manifest["segments"])
+        tombstones = np.array(sorted(int(i) for i in manifest["tombstones"]), np.int64)
+        ann_meta = manifest["ann"]
+        total = int(manifest["count"])
     except (KeyError, TypeError, ValueError) as err:
         raise CacheDamaged(f"the manifest lacks {err}") from err
-    for name in SMALL_FILES:
-        if file_checksum(directory / name) != checksums.get(name):
-            raise CacheDamaged(f"{name} does not match its checksum")
-    vectors = _load_npy(directory / "vectors.npy", mmap=True)
-    if vectors.shape != (count, dim) or vectors.dtype != np.float32:
-        raise CacheDamaged(f"vectors.npy is {vectors.shape} {vectors.dtype}, the manifest says "
-                           f"({count}, {dim}) float32")
-    video_ids = _load_npy(directory / "video_ids.npy", mmap=False)
-    starts = _load_npy(directory / "starts.npy", mmap=False)
-    timestamps = _load_npy(directory / "timestamps.npy", mmap=True)
-    if (video_ids.dtype != np.int64 or starts.dtype != np.int64 or len(timestamps) != count
-            or len(starts) != len(video_ids) + 1 or starts[0] != 0 or starts[-1] != count
-            or np.any(np.diff(starts) < 0) or np.any(np.diff(video_ids) <= 0)
-            or ids_digest(video_ids) != manifest.get("ids_digest")):
-        raise CacheDamaged("video ids, row offsets and timestamps do not fit together")
-    ann = None
-    if manifest.get("ann"):
-        import faiss
-
-        # IO_FLAG_MMAP maps the inverted lists instead of reading them: ~5 ms to open a
-        # 1M-vector index here instead of 1-7 s to read it, which matters for a one-shot CLI
+    if not entries:
+        raise CacheDamaged("the manifest names no segment")
+    segments = []
+    offset = 0
+    for entry in entries:
         try:
-            ann = faiss.read_index(str(directory / manifest["ann"]["file"]), faiss.IO_FLAG_MMAP)
-        except RuntimeError as err:
-            raise CacheDamaged(f"the ANN index cannot be read ({str(err).splitlines()[0]})") \
-                from err
-        if ann.ntotal != count or ann.d != dim:
-            raise CacheDamaged("the ANN index does not match vectors.npy")
-    return VectorCache(directory, manifest, vectors, video_ids, starts, timestamps, ann)
+            name, count = str(entry["name"]), int(entry["count"])
+            checksums = dict(entry["checksums"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CacheDamaged(f"a segment entry lacks {err}") from err
+        directory = vectors_dir / name
+        for small in SMALL_FILES:
+            if file_checksum(directory / small) != checksums.get(small):
+                raise CacheDamaged(f"{small} does not match its checksum")
+        vectors, flat = _load_rows(directory / FLAT_FILE, count, dim)
+        video_ids = _load_npy(directory / "video_ids.npy", mmap=False)
+        starts = _load_npy(directory / "starts.npy", mmap=False)
+        timestamps = _load_npy(directory / "timestamps.npy", mmap=True)
+        if (video_ids.dtype != np.int64 or starts.dtype != np.int64
+                or timestamps.shape != (count,)
+                or len(starts) != len(video_ids) + 1 or starts[0] != 0 or starts[-1] != count
+                or np.any(np.diff(starts) < 0) or np.any(np.diff(video_ids) <= 0)):
+            raise CacheDamaged("video ids, row offsets and timestamps do not fit together")
+        index = None
+        if entry.get("ann"):
+            if not ann_meta:
+                raise CacheDamaged("a segment has an ANN index the manifest does not describe")
+            # IO_FLAG_MMAP maps the inverted lists instead of reading them: ~5 ms to open a
+            # 1M-vector index here instead of 1-7 s to read it, which matters for a one-shot CLI
+            index = _read_index(directory / ANN_FILE, faiss.IO_FLAG_MMAP)
+            if index.ntotal != count or index.d != dim:
+                raise CacheDamaged("the ANN index does not match vectors.faiss")
+        elif ann_meta and count:
+            raise CacheDamaged("a segment lacks the ANN index the others have")
+        segments.append(Segment(name, directory, offset, vectors, video_ids, starts,
+                                timestamps, flat, index))
+        offset += count
+    cache = VectorCache(vectors_dir, manifest, segments, tombstones)
+    if (offset != total or np.any(np.diff(cache.video_ids) <= 0)
+            or ids_digest(cache.video_ids) != manifest.get("ids_digest")):
+        raise CacheDamaged("video ids, row offsets and timestamps do not fit together")
+    return cache
 
 
 def verify_files(vectors_dir: Path, manifest: dict) -> list[str]:
-    """Re-hash every file of a generation against the manifest (reads them all: ~2 s per
+    """Re-hash every file of every segment against the manifest (reads them all: ~2 s per
     GB). Returns the names of files that differ or are missing."""
-    directory = vectors_dir / str(manifest.get("generation"))
     bad = []
-    for name, expected in dict(manifest.get("checksums") or {}).items():
-        try:
-            if file_checksum(directory / name) != expected:
+    for entry in manifest.get("segments") or []:
+        directory = vectors_dir / str(entry.get("name"))
+        for name, expected in dict(entry.get("checksums") or {}).items():
+            try:
+                if file_checksum(directory / name) != expected:
+                    bad.append(name)
+            except OSError:
                 bad.append(name)
-        except OSError:
-            bad.append(name)
     return bad
 
 
+def segment_names(manifest: dict | None) -> set[str]:
+    if not manifest:
+        return set()
+    return {str(s.get("name")) for s in manifest.get("segments") or []}
+
+
 def remove_old_generations(vectors_dir: Path, keep: Iterable[str]) -> None:
-    """Delete generation folders not in ``keep`` (best effort; a reader may hold a map)."""
+    """Delete segment folders not in ``keep`` (best effort; a reader may hold a map)."""
     keep = set(keep)
     for path in vectors_dir.iterdir():
         if path.is_dir() and path.name.startswith("gen-") and path.name not in keep:
@@ -457,7 +830,7 @@ def remove_old_generations(vectors_dir: Path, keep: Iterable[str]) -> None:
 
 
 def remove_stale_tmp(vectors_dir: Path, older_than_s: float = 3600.0) -> None:
-    """Delete unfinished generation folders left by a crashed refresh (older than an hour,
+    """Delete unfinished segment folders left by a crashed refresh (older than an hour,
     so a refresh running right now in another process is left alone)."""
     now = time.time()
     for path in vectors_dir.glob(".gen-*.tmp"):

@@ -249,7 +249,7 @@ def _inspect_database(root: Path, conn: sqlite3.Connection, report: CheckReport)
             _compare_with_cache(cache, item, report)
     report.failures = _count(conn, "failures")
     if cache is not None and report.cache == "ok":
-        cached = set(cache.video_ids.tolist())
+        cached = set(cache.video_ids.tolist()) - set(cache.tombstones.tolist())
         live = {int(i) for i in _live_ids(conn)}
         if cached != live:
             report.cache = "stale"
@@ -401,7 +401,7 @@ def _load_cache_for_check(root: Path, meta: dict, report: CheckReport
         report.cache = "damaged: manifest.json is unreadable or outdated" if exists else "missing"
         return None
     try:
-        cache = ann.load_generation(vectors_dir, manifest)
+        cache = ann.load_cache(vectors_dir, manifest)
     except (OSError, ValueError) as err:
         report.cache = f"damaged: {err}"
         return None
@@ -423,9 +423,8 @@ def _compare_with_cache(cache: ann.VectorCache, item: tuple, report: CheckReport
     i = int(np.searchsorted(cache.video_ids, int(row[0])))
     if i >= len(cache.video_ids) or cache.video_ids[i] != int(row[0]):
         return  # added since the build: staleness, found afterwards
-    start, stop = int(cache.starts[i]), int(cache.starts[i + 1])
-    if not (np.array_equal(np.asarray(cache.timestamps[start:stop]), times)
-            and np.array_equal(np.asarray(cache.vectors[start:stop]), vectors)):
+    cached_times, cached_vectors = cache.video_frames(i)
+    if not (np.array_equal(cached_times, times) and np.array_equal(cached_vectors, vectors)):
         report.cache = f"damaged: video {int(row[0])} differs from library.sqlite"
 
 

@@ -4,7 +4,7 @@ Layout of a library folder::
 
     library.sqlite     videos, their frame vectors and timestamps, failures, meta (WAL mode)
     write.lock         flock held by the one process writing (pid and purpose inside)
-    vectors/           float32 matrix + ANN index rebuilt from library.sqlite (see ann.py)
+    vectors/           float16 rows + ANN index, derived from library.sqlite (see ann.py)
 
 Guarantees:
 
@@ -493,12 +493,15 @@ class Library:
         table = np.array(rows, dtype=np.int64).reshape(-1, 2)
         return table[:, 0], table[:, 1]
 
-    def iter_frames(self, conn: sqlite3.Connection
+    def iter_frames(self, conn: sqlite3.Connection, min_id: int | None = None
                     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Every video's ``(id, timestamps (n,) seconds, vectors (n, D) float32)`` by
-        ascending id, read from the snapshot ``conn`` (from :meth:`snapshot`)."""
+        ascending id, read from the snapshot ``conn`` (from :meth:`snapshot`); with
+        ``min_id`` only videos whose id is at least that (ids only grow: the new ones)."""
+        where = "" if min_id is None else "WHERE f.video_id >= ? "
         cursor = conn.execute("SELECT f.video_id, f.timestamps, f.vectors FROM frames f "
-                              "JOIN videos v ON v.id = f.video_id ORDER BY f.video_id")
+                              f"JOIN videos v ON v.id = f.video_id {where}ORDER BY f.video_id",
+                              () if min_id is None else (int(min_id),))
         for video_id, times_blob, vectors_blob in cursor:
             yield (int(video_id), *_decode_frames(times_blob, vectors_blob, self.embed_dim))
 
@@ -565,8 +568,14 @@ class Library:
     # ------------------------------------------------------------------ vectors (delegates)
 
     def refresh_vectors(self, *, force_ann: bool | None = None, _wait: bool = True) -> bool:
-        """Rebuild ``vectors/`` from SQLite if it differs: :meth:`VectorIndex.refresh`."""
+        """Bring ``vectors/`` up to date with SQLite (incrementally when the change is small):
+        :meth:`VectorIndex.refresh`."""
         return self.vectors.refresh(force_ann=force_ann, wait=_wait)
+
+    def optimize_vectors(self, *, force_ann: bool | None = None) -> dict:
+        """Rebuild ``vectors/`` in one segment, dropping deleted rows and re-tuning the
+        search: :meth:`VectorIndex.optimize`."""
+        return self.vectors.optimize(force_ann=force_ann)
 
     def search(
         self,
@@ -575,10 +584,13 @@ class Library:
         *,
         video_ids: Collection[int] | None = None,
         exact: bool | None = None,
+        recall: float | None = None,
+        query_kind: str | None = None,
     ) -> list[list[FrameHit]]:
         """The ``k`` frames most similar to each L2-normalised query (Q, D) or (D,), best
         first: :meth:`VectorIndex.search`."""
-        return self.vectors.search(queries, k, video_ids=video_ids, exact=exact)
+        return self.vectors.search(queries, k, video_ids=video_ids, exact=exact, recall=recall,
+                                   query_kind=query_kind)
 
 
 class LibraryWriter:
