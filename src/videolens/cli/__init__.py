@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ..errors import VideolensError
 from . import commands
 from .library import run_library
-from .options import EXIT_OK, EXIT_USAGE, note
+from .options import EXIT_OK, EXIT_USAGE, model_options_from, note
 from .parser import build_parser
 from .serve import run_serve
 from .train import run_train
@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     _terminate_like_interrupt()
     try:
-        return handlers[args.command](args)
+        with model_options_from(args):
+            return handlers[args.command](args)
     except VideolensError as err:
         note(f"error: {err.one_line()}")
         return EXIT_USAGE

@@ -52,8 +52,45 @@ def add_model_options(parser: argparse.ArgumentParser, default: str | None = "")
         "--dtype",
         default="auto",
         choices=["auto", "fp32", "fp16", "bf16"],
-        help="weights and activations (auto: fp16 on CUDA, fp32 elsewhere)",
+        help="torch's weights and activations (auto: fp16 on CUDA; on a CPU bf16 where it "
+             "computes bf16 natively, AMX or AVX512-BF16, else fp32)",
     )
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "openvino", "onnxruntime"],
+        help="where CLIP/SigLIP encode: torch, or a copy exported once into the cache folder "
+             "(CPU; pip install 'videolens[openvino]' or 'videolens[onnx]')",
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "int8"],
+        help="for openvino/onnxruntime: auto (the backend's default), fp32, or int8 "
+             "(calibrated on the first 64 frames; reports its agreement with fp32)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="say how the model runs: device, dtype and why, backend, precision",
+    )
+
+
+@contextlib.contextmanager
+def model_options_from(args: argparse.Namespace) -> Iterator[None]:
+    """``--backend``, ``--precision`` and ``--verbose`` for every model the command loads.
+
+    Raises:
+        UsageError: an unknown backend or precision, int8 on torch, or a backend whose
+            package is not installed.
+    """
+    from ..models.backends import model_options
+
+    backend = getattr(args, "backend", "torch")
+    if backend != "torch" and getattr(args, "engine", "local") == "ray":
+        note(f"--backend {backend} applies to this process; the Ray actors encode with torch")
+    with model_options(backend, getattr(args, "precision", "auto"),
+                       verbose=getattr(args, "verbose", False), say=note):
+        yield
 
 
 def quiet_libraries() -> None:

@@ -30,7 +30,7 @@ from ..errors import UsageError, VideoDecodeError
 from ..io import FrameReader, Sampling, file_fingerprint
 from ..models import VideoEmbedding, VideoTextModel
 from ..models.base import l2_normalize
-from ..models.text_cache import cache_dir
+from ..models.text_cache import cache_dir, numerics_tag
 from .views import ViewSampling, load_views
 
 SCHEMA = """
@@ -120,7 +120,8 @@ class EmbeddingCache:
             folder.mkdir(parents=True, exist_ok=True)
             # single-view segment sampling keeps the name it had before multi-view existed
             kind = "uniform" if self.sampling.is_single_segment else "views"
-            name = f"{model.fingerprint}-{kind}-{self.sampling_key()}.sqlite"
+            name = (f"{model.fingerprint}{numerics_tag(model)}-{kind}-"
+                    f"{self.sampling_key()}.sqlite")
             self.path = folder / name
             self.db = sqlite3.connect(self.path, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")

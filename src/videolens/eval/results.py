@@ -65,6 +65,8 @@ def run_record(model: VideoTextModel, sampling: Sampling | ViewSampling,
 
     return {
         "model": model.name, "model_fingerprint": model.fingerprint, "kind": model.kind,
+        # device, dtype and why, backend, precision (and int8's agreement with fp32)
+        "runtime": dict(model.runtime or {}),
         "videolens": __version__,
         "sampling": sampling_record(sampling),
         "templates": list(templates) if templates is not None else list(ACTION_TEMPLATES),

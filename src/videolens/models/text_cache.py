@@ -35,10 +35,21 @@ def cache_dir() -> Path | None:
     return Path(base) / "videolens"
 
 
+def numerics_tag(model: VideoTextModel) -> str:
+    """``""``, or ``"-int8"`` for a model quantized to int8 (``--precision int8``).
+
+    Caches keyed by weights alone are shared by fp32, bf16 and fp16 and by every backend
+    (all within the documented tolerance of fp32); int8 differs more and keeps its own.
+    """
+    runtime = model.runtime or {}
+    return "-int8" if str(runtime.get("precision", "")).startswith("int8") else ""
+
+
 def _key(model: VideoTextModel, texts: Sequence[str]) -> str:
     # "features-v2": entries hold raw projected features (before normalisation); v1 entries
     # held CLIP's normalised rows and must never be read as features
-    payload = json.dumps(["features-v2", model.fingerprint, type(model).__name__, list(texts)])
+    payload = json.dumps(["features-v2", model.fingerprint + numerics_tag(model),
+                          type(model).__name__, list(texts)])
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
