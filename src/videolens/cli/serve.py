@@ -44,6 +44,9 @@ def add_serve_command(commands: argparse._SubParsersAction) -> argparse.Argument
                        "better: a command line is visible to other users); send it as "
                        "'Authorization: Bearer T' or open the page with ?token=T")
     add_model_options(serve, default=None)
+    serve.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="torch/FAISS threads (default: $VIDEOLENS_THREADS, else 1, which "
+                       "stays fast when other processes keep the CPUs busy)")
     for action in serve._actions:
         if action.dest == "model":  # serve never creates a library: no "for a new library"
             action.help = "the library's model (default), or a name or folder checked against it"
@@ -103,6 +106,9 @@ def run_serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         note(f"error: --port must be between 1 and 65535, got {args.port}")
         return EXIT_USAGE
+    if args.threads is not None and args.threads < 1:
+        note(f"error: --threads must be at least 1, got {args.threads}")
+        return EXIT_USAGE
     try:
         import uvicorn
 
@@ -134,6 +140,10 @@ def run_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     quiet_libraries()
+    from ..io.threads import configure_threads
+
+    # before the model loads: the pipeline calls the server makes then keep this setting
+    configure_threads("serve", args.threads)
     try:
         app = create_app(
             args.library, model=args.model, device=args.device, dtype=args.dtype, token=token,

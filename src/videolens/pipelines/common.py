@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ..io import expand_inputs
+from ..io.threads import configure_threads
 from ..models import DEFAULT_MODEL, VideoTextModel, load_model
 
 if TYPE_CHECKING:  # only classify's callers never open a library: keep it off their path
@@ -35,7 +36,10 @@ def resolved(path: str | os.PathLike) -> str:
 
 def get_model(model: VideoTextModel | str | None, device: str = "auto",
               dtype: str = "auto") -> VideoTextModel:
-    """A loaded model as given, or load a preset / hub id / folder (default ``clip-b32``)."""
+    """A loaded model as given, or load a preset / hub id / folder (default ``clip-b32``).
+    Sizes the thread pools first (:func:`~videolens.io.threads.configure_threads`): every
+    verb of the API and the CLI gets its model here."""
+    configure_threads()
     if isinstance(model, VideoTextModel):
         return model
     return load_model(model or DEFAULT_MODEL, device, dtype)
