@@ -163,6 +163,27 @@ def cosine_agreement(reference: np.ndarray, other: np.ndarray) -> dict:
     return {"mean": float(cosine.mean()), "min": float(cosine.min()), "frames": len(cosine)}
 
 
+ONNX_OPSET = 17
+
+
+def export_onnx(tower: torch.nn.Module, example: dict[str, torch.Tensor],
+                dynamic: dict[str, list[int]], path: Path) -> None:
+    """Write ``tower`` as ONNX: inputs named as ``example``'s keys, the axes in ``dynamic``
+    (batch, and for text the sequence) free, output ``features``.
+
+    The TorchScript exporter (``dynamo=False``): the dynamo exporter needs onnxscript, and
+    tracing these towers gives the same graph.
+    """
+    with torch.no_grad():
+        torch.onnx.export(
+            tower, tuple(example.values()), str(path),
+            input_names=list(example), output_names=["features"],
+            dynamic_axes={name: {axis: f"{name}_{axis}" for axis in axes}
+                          for name, axes in dynamic.items()},
+            opset_version=ONNX_OPSET, dynamo=False,
+        )
+
+
 def _quiet_export(run: Callable[[], None]) -> None:
     # the exporters warn about every Python bool and shape they trace; none concerns a user
     with warnings.catch_warnings():

@@ -1,5 +1,5 @@
-"""ONNX Runtime: towers exported with ``torch.onnx.export`` (the TorchScript exporter, which
-needs no onnxscript), run by the CPU execution provider.
+"""ONNX Runtime: towers exported to ONNX (:func:`.common.export_onnx`), run by the CPU
+execution provider.
 
 Precision: ``auto`` and ``fp32`` are fp32 (ONNX Runtime's CPU provider has no bf16 path for
 these graphs); ``int8`` is dynamic quantization (int8 weights, activations quantized per
@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .common import export_onnx
+
 NAME = "onnxruntime"
 FILE = "model.onnx"
-OPSET = 17
 
 
 def version() -> str:
@@ -27,16 +28,8 @@ def version() -> str:
 
 def export(tower: torch.nn.Module, example: dict[str, torch.Tensor],
            dynamic: dict[str, list[int]], folder: Path) -> None:
-    """Write ``folder/model.onnx``: inputs named as ``example``'s keys, axes in ``dynamic``
-    (batch, and for text the sequence) free, output ``features``."""
-    with torch.no_grad():
-        torch.onnx.export(
-            tower, tuple(example.values()), str(folder / FILE),
-            input_names=list(example), output_names=["features"],
-            dynamic_axes={name: {axis: f"{name}_{axis}" for axis in axes}
-                          for name, axes in dynamic.items()},
-            opset_version=OPSET, dynamo=False,
-        )
+    """Write ``folder/model.onnx`` (:func:`.common.export_onnx`)."""
+    export_onnx(tower, example, dynamic, folder / FILE)
 
 
 def quantize(fp32_folder: Path, folder: Path, tower: str, calibration) -> None:

@@ -1,5 +1,5 @@
-"""OpenVINO: towers converted from the torch modules (``openvino.convert_model``), saved as
-IR (``model.xml`` + ``model.bin``, weights kept fp32) and compiled for the CPU.
+"""OpenVINO: towers exported to ONNX, converted (``openvino.convert_model``) and saved as IR
+(``model.xml`` + ``model.bin``, weights kept fp32), compiled for the CPU.
 
 Precision: ``auto`` is OpenVINO's own choice for the CPU (bf16 where the CPU computes it
 natively, AMX or AVX512-BF16; fp32 elsewhere), ``fp32`` forces fp32, ``int8`` quantizes the
@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .common import export_onnx
+
 NAME = "openvino"
 FILE = "model.xml"
 
@@ -30,21 +32,22 @@ def version() -> str:
 def export(tower: torch.nn.Module, example: dict[str, torch.Tensor],
            dynamic: dict[str, list[int]], folder: Path) -> None:
     """Write ``folder/model.xml``: inputs named as ``example``'s keys with the axes in
-    ``dynamic`` free."""
+    ``dynamic`` free.
+
+    Through ONNX (:func:`.common.export_onnx`): converting the traced ONNX file took ~1.5 s
+    per tower here, against ~7 s for ``convert_model`` on the torch module.
+    """
     import openvino
 
-    shapes = []
-    for name, value in example.items():
-        dims = [-1 if axis in dynamic.get(name, []) else size
-                for axis, size in enumerate(value.shape)]
-        shapes.append((name, openvino.PartialShape(dims)))
-    with torch.no_grad():
-        converted = openvino.convert_model(tower, example_input=dict(example), input=shapes)
-    # a single traced input comes out with a numbered name: name every input as torch does
+    onnx_path = folder / "tower.onnx"
+    export_onnx(tower, example, dynamic, onnx_path)
+    converted = openvino.convert_model(str(onnx_path))
+    # ONNX's first node may rename an input: name every input as the tokenizer/processor does
     for port, name in zip(converted.inputs, example, strict=True):
         port.get_tensor().set_names({name})
     # fp32 weights on disk: compress_to_fp16 (the default) would round every weight
     openvino.save_model(converted, str(folder / FILE), compress_to_fp16=False)
+    onnx_path.unlink()
 
 
 def quantize(fp32_folder: Path, folder: Path, tower: str, calibration) -> None:
