@@ -1,12 +1,28 @@
-"""`videolens index` throughput on CPU: videos/s, video-hours per hour, decode vs encode.
+"""`videolens index` throughput on CPU against the bare encoder, measured in the same run.
 
 Same model and clips as bench_classify.py (random-init CLIP ViT-B/32 with the real
 architecture; generated 10 s 640x360 30 fps H.264 clips), indexed at 1 frame/s into a fresh
-library through the public `index` function. The time is split into waiting for decoded
-frames (decoding runs ahead in a worker process) and encoding + storing in the main process.
-A second run over the same files measures the incremental no-op.
+library through the public `index` function.
 
-    python benchmarks/bench_index.py [--videos 24] [--fps 1]
+The bar is the *bare encoder*: the vision tower's forward pass alone, on pixels prepared
+beforehand, in the same batches index encodes (one batch per video segment). `index` at
+100 % of it would mean decoding, preprocessing, storing and the vector cache cost nothing
+on the critical path. Each variant runs in its own fresh process that measures the bare
+encoder right before and after its index run, so the ratio is taken under the same load;
+variants are interleaved round by round and the table shows medians.
+
+Variants (``--variants``):
+  processor   the model's own Hugging Face image processor, in the main process (what
+              `index` did before; `index(..., preprocess="processor")`)
+  tensor      the torch uint8 resize + normalise in the decode worker (the default)
+  src=PATH    `index` imported from another source tree (e.g. an export of the main branch:
+              ``git archive HEAD src | tar -x -C /tmp/base``), with its own defaults
+
+It also times the two preprocessing paths alone on the decoded frames (per frame) and
+their largest difference in grey levels.
+
+    python benchmarks/bench_index.py [--videos 12] [--fps 1] [--rounds 2]
+                                     [--variants processor,tensor,src=/tmp/base/src]
 """
 
 from __future__ import annotations
@@ -15,6 +31,8 @@ import argparse
 import json
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,47 +45,166 @@ from bench_classify import DATA, load_bench_model, make_videos  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=int, default=24)
-    parser.add_argument("--fps", type=float, default=1.0)
-    args = parser.parse_args()
+def decoded_segments(model, paths: list[str], fps: float) -> list:
+    """The frames index encodes, decoded once: one (T, H, W, 3) array per segment."""
+    from videolens.io import Sampling, probe
+    from videolens.io.rate import load_rate_segment, rate_segments
+
+    sampling = Sampling(kind="rate", fps=fps)
+    segments = []
+    for path in paths:
+        for start, stop in rate_segments(probe(path).duration, fps):
+            _, frames = load_rate_segment(path, sampling, start, stop,
+                                          max_side=model.frame_max_side,
+                                          max_short_side=model.decode_short_side)
+            segments.append(frames.frames)
+    return segments
+
+
+def bare_encoder(model, batches) -> float:
+    """Seconds of the vision tower's forward pass alone over ``batches`` of ready pixels."""
+    import torch
+
+    from videolens.models.clip import pooled
+
+    elapsed = 0.0
+    with torch.inference_mode():
+        for pixels in batches:
+            started = time.perf_counter()
+            pooled(model.model.get_image_features(pixel_values=pixels))
+            elapsed += time.perf_counter() - started
+    return elapsed
+
+
+def preprocessing_paths(model, segments) -> dict:
+    """Per-frame time of the HF processor and of the torch path, and their largest gap."""
+    import torch
+
+    frames = [f for segment in segments for f in segment]
+    started = time.perf_counter()
+    exact = torch.cat([model.image_processor(images=list(s), return_tensors="pt")
+                       ["pixel_values"] for s in segments])
+    processor_s = (time.perf_counter() - started) / len(frames)
+    result = {"processor_ms_per_frame": processor_s * 1000}
+    try:
+        from videolens.models.preprocess import normalize, resize_crop, spec_from_processor
+    except ImportError:
+        return result  # an older source tree
+    spec = spec_from_processor(model.image_processor)
+    started = time.perf_counter()
+    fast = torch.cat([normalize(resize_crop(s, spec), spec) for s in segments])
+    tensor_s = (time.perf_counter() - started) / len(frames)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    grey = ((fast - exact) * std / spec.rescale).abs()
+    result.update(tensor_ms_per_frame=tensor_s * 1000, speedup=processor_s / tensor_s,
+                  max_grey_levels=float(grey.max()), mean_grey_levels=float(grey.mean()))
+    return result
+
+
+def child(args) -> None:
+    """One variant in this fresh process: bare encoder, index, bare encoder again."""
+    import inspect
+
     import torch
 
     from videolens.pipelines.index import index
 
     model = load_bench_model()
     paths = make_videos(args.videos)
-    library = DATA / "bench-library"
+    segments = decoded_segments(model, paths, args.fps)
+    batches = [model.image_processor(images=list(s), return_tensors="pt")["pixel_values"]
+               for s in segments]
+    frames = sum(len(s) for s in segments)
+    kwargs = {}
+    if args.child != "src" and "preprocess" in inspect.signature(index).parameters:
+        kwargs["preprocess"] = args.child
+    library = DATA / f"bench-library-{os.getpid()}"
     shutil.rmtree(library, ignore_errors=True)
-    index(paths[:1], library=library, model=model, fps=args.fps)  # warm-up, then start over
+    index(paths[:1], library=library, model=model, fps=args.fps, **kwargs)  # warm-up
     shutil.rmtree(library)
+    bare_before = bare_encoder(model, batches)
+    run = index(paths, library=library, model=model, fps=args.fps, **kwargs)
+    bare_after = bare_encoder(model, batches)
+    shutil.rmtree(library, ignore_errors=True)
+    assert not run.failed and run.frames == frames, (run.failed, run.frames, frames)
+    bare_s = (bare_before + bare_after) / 2
+    print(json.dumps({
+        "frames": frames, "index_seconds": run.seconds,
+        "decode_wait_seconds": run.decode_wait_seconds, "encode_seconds": run.encode_seconds,
+        "index_frames_per_s": frames / run.seconds, "bare_seconds": bare_s,
+        "bare_frames_per_s": frames / bare_s, "ratio": bare_s / run.seconds,
+        "torch_threads": torch.get_num_threads(),
+        "preprocessing": preprocessing_paths(model, segments),
+    }))
 
-    first = index(paths, library=library, model=model, fps=args.fps)
-    assert not first.failed, first.failed
-    started = time.perf_counter()
-    again = index(paths, library=library, model=model)
-    incremental = time.perf_counter() - started
-    assert again.indexed == [] and len(again.unchanged) == len(paths)
 
-    videos_per_s = len(first.indexed) / first.seconds
-    realtime = first.video_seconds / first.seconds
-    print(f"\nindex, {len(paths)} videos (10 s, 640x360 H.264), {args.fps:g} frame/s, "
-          f"random-init CLIP ViT-B/32, CPU ({os.cpu_count()} cores)\n")
-    print("| videos | frames | seconds | videos/s | video-hours per hour | waiting for decode "
-          "| encode + store | rerun (all unchanged) |")
-    print("|---|---|---|---|---|---|---|---|")
-    print(f"| {len(first.indexed)} | {first.frames} | {first.seconds:.2f} | {videos_per_s:.2f} "
-          f"| {realtime:.1f} | {first.decode_wait_seconds:.2f} s "
-          f"| {first.encode_seconds:.2f} s | {incremental:.2f} s |")
+def run_variant(variant: str, args) -> dict:
+    env = dict(os.environ)
+    mode = variant
+    if variant.startswith("src="):
+        env["PYTHONPATH"] = variant[4:] + os.pathsep + env.get("PYTHONPATH", "")
+        mode = "src"
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--videos", str(args.videos),
+         "--fps", str(args.fps)], env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.exit(f"variant {variant} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=12)
+    parser.add_argument("--fps", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--variants", default="processor,tensor")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    import torch
+
+    variants = args.variants.split(",")
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    for round_ in range(args.rounds):
+        for variant in variants:
+            result = run_variant(variant, args)
+            runs[variant].append(result)
+            print(f"round {round_ + 1}: {variant}: {result['ratio']:.1%} of the bare encoder "
+                  f"({result['index_frames_per_s']:.1f} vs {result['bare_frames_per_s']:.1f} "
+                  "frames/s)", file=sys.stderr)
+
+    def median(variant: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[variant])
+
+    print(f"\nindex, {args.videos} videos (10 s, 640x360 H.264), {args.fps:g} frame/s, "
+          f"random-init CLIP ViT-B/32, CPU ({os.cpu_count()} cores), medians of "
+          f"{args.rounds} interleaved rounds\n")
+    print("| variant | frames | index frames/s | bare encoder frames/s | index / bare "
+          "| waiting for decode | encode + store |")
+    print("|---|---|---|---|---|---|---|")
+    for v in variants:
+        print(f"| {v} | {runs[v][0]['frames']} | {median(v, 'index_frames_per_s'):.1f} "
+              f"| {median(v, 'bare_frames_per_s'):.1f} | {median(v, 'ratio'):.1%} "
+              f"| {median(v, 'decode_wait_seconds'):.2f} s "
+              f"| {median(v, 'encode_seconds'):.2f} s |")
+    prep = next((r["preprocessing"] for v in variants for r in runs[v]
+                 if "speedup" in r["preprocessing"]), None)
+    if prep:
+        print(f"\npreprocessing per frame: HF processor {prep['processor_ms_per_frame']:.2f} ms, "
+              f"torch uint8 path {prep['tensor_ms_per_frame']:.2f} ms "
+              f"({prep['speedup']:.1f}x), largest difference {prep['max_grey_levels']:.2f} "
+              "grey levels")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "index.json"
     out.write_text(json.dumps({
-        "benchmark": "index_throughput",
+        "benchmark": "index_vs_bare_encoder",
         "machine": machine_info(torch=torch.__version__),
-        "videos": len(paths), "fps": args.fps, "model": "clip-vit-b32 (random init)",
-        "summary": first.to_json(), "videos_per_s": videos_per_s,
-        "video_hours_per_hour": realtime, "rerun_unchanged_seconds": incremental,
+        "videos": args.videos, "fps": args.fps, "rounds": args.rounds,
+        "model": "clip-vit-b32 (random init)",
+        "median_ratio": {v: median(v, "ratio") for v in variants},
+        "runs": runs,
     }, indent=2))
     print(f"wrote {out.relative_to(ROOT)}")
 

@@ -139,3 +139,58 @@ def test_uint8_pixels_need_a_tensor_path(tiny_clip):
     model._preprocess_spec = None  # as for a processor spec_from_processor cannot read
     with pytest.raises(ValueError, match="no tensor path"):
         model.encode_pixels(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+
+
+def _library_vectors(root) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    from videolens.library import Library
+
+    store = Library.open(root)
+    try:
+        return {record.path: store.frames(record.id) for record in store.videos()}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("which", ["clip", "siglip"])
+def test_index_tensor_path_stays_within_tolerance(request, which, video_h264, video_mp4,
+                                                  tmp_path):
+    from videolens.pipelines.index import index
+
+    model = load_model(request.getfixturevalue(f"tiny_{which}"), device="cpu")
+    calls = {"encode_frames": 0, "encode_pixels": 0}
+
+    def counting(name, method):
+        def counted(*args, **kwargs):
+            calls[name] += 1
+            return method(*args, **kwargs)
+        return counted
+
+    for name in calls:  # count which way frames reach the model (encoding runs here)
+        setattr(model, name, counting(name, getattr(model, name)))
+    runs = {}
+    for mode in ("processor", "tensor"):
+        summary = index([video_h264, video_mp4], library=tmp_path / mode, model=model,
+                        fps=4, preprocess=mode)
+        assert not summary.failed and len(summary.indexed) == 2
+        runs[mode] = _library_vectors(tmp_path / mode)
+        assert calls == ({"encode_frames": 2, "encode_pixels": 0} if mode == "processor"
+                         else {"encode_frames": 2, "encode_pixels": 2})
+    assert runs["tensor"].keys() == runs["processor"].keys()
+    for path, (stamps, exact) in runs["processor"].items():
+        fast_stamps, fast = runs["tensor"][path]
+        np.testing.assert_array_equal(fast_stamps, stamps)
+        assert (fast * exact).sum(axis=1).min() > 0.999
+
+
+def test_index_preprocess_choice_is_checked(tiny_clip, video_mp4, tmp_path):
+    from videolens.errors import UsageError
+    from videolens.pipelines.index import index
+
+    model = load_model(tiny_clip, device="cpu")
+    with pytest.raises(UsageError, match="--preprocess must be one of auto, tensor, processor"):
+        index([video_mp4], library=tmp_path / "a", model=model, preprocess="fast")
+    model._preprocess_spec = None  # a processor without a tensor path
+    with pytest.raises(UsageError, match="no tensor path"):
+        index([video_mp4], library=tmp_path / "b", model=model, preprocess="tensor")
+    summary = index([video_mp4], library=tmp_path / "c", model=model)  # auto: the processor
+    assert len(summary.indexed) == 1 and not summary.failed

@@ -134,7 +134,7 @@ def run_index(args: argparse.Namespace) -> int:
         device=args.device, dtype=args.dtype, workers=args.workers, prune=args.prune,
         engine=engine_from_args(args),
         retry_failed=args.retry_failed, max_frames=args.max_frames, on_event=report,
-        progress=not args.quiet and sys.stderr.isatty(),
+        preprocess=args.preprocess, progress=not args.quiet and sys.stderr.isatty(),
     )
     if not (summary.indexed or summary.unchanged or summary.failed or args.prune
             or summary.interrupted):

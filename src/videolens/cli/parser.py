@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="frames kept per video at most, with a warning for longer videos "
                        "(default 36000: 10 hours at 1 frame/s)")
     index.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    index.add_argument("--preprocess", choices=["auto", "tensor", "processor"], default="auto",
+                       help="model input made by the torch tensor path in the decode worker "
+                       "(within 2 grey levels of the model's processor) or by the processor "
+                       "itself (default auto: tensor where the processor config allows)")
     index.add_argument("--json", action="store_true", help="the summary as JSON on stdout")
     index.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_engine_options(index)

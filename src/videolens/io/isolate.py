@@ -92,6 +92,10 @@ def main_module_hidden(loader: Loader | None = None) -> Iterator[None]:
         main.__dict__.update(saved)
 
 
+def _ready(loader: Loader) -> None:
+    """Worker warm-up (:meth:`FrameReader.start`): receiving ``loader`` imports its module."""
+
+
 def _load_or_error(loader: Loader, item: Item, sampling: Sampling
                    ) -> Loaded | VideoDecodeError:
     """Worker entry point: any failure comes back as a VideoDecodeError value (typed, picklable,
@@ -161,6 +165,14 @@ class FrameReader:
         """Stop the workers (killing any still busy) and release them."""
         self._kill_pool()
 
+    def start(self) -> None:
+        """Start the workers now, in the background, so that their start-up (a new process
+        importing the loader's modules: a second or more with torch) overlaps the caller's
+        own preparation instead of delaying the first result. :meth:`map` starts them
+        anyway."""
+        if self.isolate and self._pool is None:
+            self._submit_call(_ready, self.loader)
+
     def map(self, paths: Sequence[str | os.PathLike | tuple]
             ) -> Iterator[tuple[Item, Loaded | VideoDecodeError]]:
         """Yield ``(path, (VideoInfo, Frames))`` or ``(path, VideoDecodeError)`` per input path,
@@ -187,13 +199,16 @@ class FrameReader:
                 future.cancel()
 
     def _submit(self, name: Item) -> Future:
+        return self._submit_call(_load_or_error, self.loader, name, self.sampling)
+
+    def _submit_call(self, fn: Callable, *args) -> Future:
         # workers start inside submit() (on demand), so that is where __main__ is hidden
         with main_module_hidden(self.loader):
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=self._context,
                                                  initializer=_die_with,
                                                  initargs=(os.getpid(),))
-            return self._pool.submit(_load_or_error, self.loader, name, self.sampling)
+            return self._pool.submit(fn, *args)
 
     def _wait(self, name: Item, future: Future, in_flight: deque[tuple[Item, Future]]
               ) -> Loaded | VideoDecodeError:

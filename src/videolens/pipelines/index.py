@@ -30,14 +30,17 @@ from ..io import (
     probe_many,
 )
 from ..io.rate import DEFAULT_MAX_FRAMES, load_at_rate, load_rate_segment, rate_segments
+from ..io.threads import configure_threads
 from ..library import Library, WriteLock
 from ..models import VideoTextModel
+from ..models.preprocess import PreprocessSpec
 from .common import DEFAULT_LIBRARY, Inputs, as_paths, get_model, resolved
 
 if TYPE_CHECKING:
     from .ray_engine import RayEngine
 
 DEFAULT_FPS = 1.0
+PREPROCESS = ("auto", "tensor", "processor")
 
 
 @dataclass
@@ -85,6 +88,7 @@ def index(
     retry_failed: bool = False,
     engine: str | RayEngine = "local",
     max_frames: int = DEFAULT_MAX_FRAMES,
+    preprocess: str = "auto",
     progress: bool = False,
     on_event=None,
 ) -> IndexSummary:
@@ -99,6 +103,14 @@ def index(
 
     ``max_frames``: frames kept per video at most (a warning names the videos cut short).
 
+    ``preprocess``: where frames become model input. ``"tensor"``: resized, cropped and
+    normalised by :mod:`videolens.models.preprocess` from the checkpoint's own processor
+    config, the resize in the decode worker (within 2 grey levels of the processor);
+    ``"processor"``: the checkpoint's Hugging Face image processor, exactly, in this
+    process; ``"auto"`` (default): ``"tensor"`` when the processor's rules have a tensor
+    path (CLIP, SigLIP, X-CLIP as published), else ``"processor"``. The Ray engine always
+    uses the processor.
+
     ``engine``: ``"local"`` decodes in ``workers`` processes and encodes here; ``"ray"``
     (or a :class:`~videolens.pipelines.ray_engine.RayEngine`) decodes and encodes on Ray
     Data, and this process commits each video as it comes back, as locally.
@@ -111,6 +123,10 @@ def index(
     summary = IndexSummary(library=str(root))
     if fps is not None and not fps > 0:
         raise UsageError(f"--fps must be positive, got {fps}")
+    if preprocess not in PREPROCESS:
+        raise UsageError(f"--preprocess must be one of {', '.join(PREPROCESS)}, got "
+                         f"{preprocess!r}")
+    configure_threads()
     candidates = [resolved(p) for p in as_paths(paths)]
     encoder: VideoTextModel | None = model if isinstance(model, VideoTextModel) else None
 
@@ -153,8 +169,9 @@ def index(
         with store.writer(lock) as writer:
             todo = _plan(store, candidates, summary, retry_failed, emit)
             if todo:
-                _run(todo, writer, model_once(), sampling, workers, max_frames, progress,
-                     summary, emit, engine)
+                encoder = model_once()
+                _run(todo, writer, encoder, sampling, workers, max_frames, progress,
+                     summary, emit, engine, _tensor_spec(encoder, preprocess))
             if prune:
                 for record in store.videos():
                     if not os.path.exists(record.path):
@@ -171,6 +188,35 @@ def index(
         lock.release()
         summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _tensor_spec(model: VideoTextModel, preprocess: str) -> PreprocessSpec | None:
+    """The spec the decode worker preprocesses with, or ``None`` for the exact processor."""
+    if preprocess == "processor":
+        return None
+    spec = model.preprocess_spec
+    if spec is None and preprocess == "tensor":
+        raise UsageError(f"{model.name}: its image processor has no tensor path",
+                         hint="use --preprocess processor (or auto)")
+    return spec
+
+
+def load_pixel_segment(path: str, sampling: Sampling, start: int, stop: int, max_side: int,
+                       max_short_side: int | None, spec: PreprocessSpec):
+    """Worker-side loader for the tensor path: :func:`~videolens.io.rate.load_rate_segment`,
+    then the model's resize and crop (``Frames.frames`` becomes (T, 3, h, w) uint8, ready
+    for ``model.encode_pixels``). A quarter of the float32 bytes cross the process
+    boundary, and the encoder's process only normalises."""
+    import torch
+
+    from ..models.preprocess import resize_crop
+
+    # one thread: this worker runs beside the encoder, whose threads have the CPUs
+    torch.set_num_threads(1)
+    info, sampled = load_rate_segment(path, sampling, start, stop, max_side, max_short_side)
+    if len(sampled.frames):
+        sampled.frames = resize_crop(sampled.frames, spec).numpy()
+    return info, sampled
 
 
 def _plan(store, candidates, summary, retry_failed, emit) -> dict[str, tuple[int, int]]:
@@ -218,15 +264,34 @@ class _Pending:
 
 
 def _run(todo, writer, model, sampling, workers, max_frames, progress, summary, emit,
-         engine="local") -> None:
+         engine="local", spec: PreprocessSpec | None = None) -> None:
     """Probe each file (crash-isolated), cut it into segments of at most SEGMENT frames, then
     ``segment = next(reader)`` -> ``vectors = model.encode_frames(frames)`` -> commit the
     video in one transaction after its last segment. Frames of a long video are never all in
     memory: only the segments in flight are. ``engine`` other than ``"local"``: Ray decodes
-    and encodes whole videos (:func:`_run_ray`)."""
+    and encodes whole videos (:func:`_run_ray`). ``spec``: preprocess in the decode worker
+    (:func:`load_pixel_segment`) instead of with the model's processor here."""
     if engine != "local":
         _run_ray(todo, writer, model, sampling, max_frames, progress, summary, emit, engine)
         return
+    if spec is None:
+        loader = partial(load_rate_segment, max_side=model.frame_max_side,
+                         max_short_side=model.decode_short_side)
+    else:
+        loader = partial(load_pixel_segment, max_side=model.frame_max_side,
+                         max_short_side=model.decode_short_side, spec=spec)
+    reader = FrameReader(sampling, workers=workers, loader=loader)
+    try:
+        # the decode workers start (and import torch) while the files are probed
+        reader.start()
+        _run_local(todo, writer, model, sampling, max_frames, progress, summary, emit,
+                   reader, prepared=spec is not None)
+    finally:
+        reader.close()
+
+
+def _run_local(todo, writer, model, sampling, max_frames, progress, summary, emit, reader,
+               prepared) -> None:
     pending: dict[str, _Pending] = {}
     items: list[tuple[str, int, int]] = []
     for path, info in probe_many(list(todo)):
@@ -251,30 +316,27 @@ def _run(todo, writer, model, sampling, workers, max_frames, progress, summary, 
                    dynamic_ncols=True, desc="video indexed",
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
                    "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
-    loader = partial(load_rate_segment, max_side=model.frame_max_side,
-                     max_short_side=model.decode_short_side)
     try:
-        with FrameReader(sampling, workers=workers, loader=loader) as reader:
-            results = reader.map(items)
-            while True:
-                waited = time.perf_counter()
-                try:
-                    (path, start, stop), loaded = next(results)
-                except StopIteration:
-                    break
-                encode_start = time.perf_counter()
-                summary.decode_wait_seconds += encode_start - waited
-                state = pending[path]
-                _take_segment(path, state, loaded, model, emit)
-                state.done += 1
-                if state.done == state.segments:
-                    _commit(path, todo[path], state, writer, summary, emit)
-                summary.encode_seconds += time.perf_counter() - encode_start
-                if bar is not None:
-                    covered = (stop - start) / sampling.fps
-                    bar.update(max(0.0, min(covered, state.info.duration - start / sampling.fps)))
-                    bar.set_postfix(videos=len(summary.indexed), frames=summary.frames,
-                                    refresh=False)
+        results = reader.map(items)
+        while True:
+            waited = time.perf_counter()
+            try:
+                (path, start, stop), loaded = next(results)
+            except StopIteration:
+                break
+            encode_start = time.perf_counter()
+            summary.decode_wait_seconds += encode_start - waited
+            state = pending[path]
+            _take_segment(path, state, loaded, model, emit, prepared)
+            state.done += 1
+            if state.done == state.segments:
+                _commit(path, todo[path], state, writer, summary, emit)
+            summary.encode_seconds += time.perf_counter() - encode_start
+            if bar is not None:
+                covered = (stop - start) / sampling.fps
+                bar.update(max(0.0, min(covered, state.info.duration - start / sampling.fps)))
+                bar.set_postfix(videos=len(summary.indexed), frames=summary.frames,
+                                refresh=False)
     finally:
         if bar is not None:
             bar.close()
@@ -324,8 +386,9 @@ def _run_ray(todo, writer, model, sampling, max_frames, progress, summary, emit,
             bar.close()
 
 
-def _take_segment(path, state: _Pending, loaded, model, emit) -> None:
-    """Encode one segment's new frames into ``state`` (or mark the video failed)."""
+def _take_segment(path, state: _Pending, loaded, model, emit, prepared=False) -> None:
+    """Encode one segment's new frames into ``state`` (or mark the video failed).
+    ``prepared``: the frames are (T, 3, h, w) uint8 pixels from :func:`load_pixel_segment`."""
     if state.failed or state.ended is not None:
         return  # a failed video, or segments past the end of its stream: nothing to add
     if isinstance(loaded, VideoDecodeError):
@@ -339,7 +402,12 @@ def _take_segment(path, state: _Pending, loaded, model, emit) -> None:
     fresh = sampled.timestamps > state.last  # a frame held across a segment boundary
     if fresh.any():
         try:
-            vectors = model.encode_frames(sampled.frames[fresh]).numpy()
+            if prepared:
+                import torch
+
+                vectors = model.encode_pixels(torch.from_numpy(sampled.frames[fresh])).numpy()
+            else:
+                vectors = model.encode_frames(sampled.frames[fresh]).numpy()
         except (RuntimeError, ValueError) as err:
             state.failed = True
             first = str(err).splitlines()[0] if str(err) else repr(err)
