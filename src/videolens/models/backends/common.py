@@ -174,13 +174,18 @@ def export_onnx(tower: torch.nn.Module, example: dict[str, torch.Tensor],
     The TorchScript exporter (``dynamo=False``): the dynamo exporter needs onnxscript, and
     tracing these towers gives the same graph.
     """
+    import inspect
+
+    # torch < 2.5 has no `dynamo` argument (and only the TorchScript exporter)
+    choice = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters \
+        else {}
     with torch.no_grad():
         torch.onnx.export(
             tower, tuple(example.values()), str(path),
             input_names=list(example), output_names=["features"],
             dynamic_axes={name: {axis: f"{name}_{axis}" for axis in axes}
                           for name, axes in dynamic.items()},
-            opset_version=ONNX_OPSET, dynamo=False,
+            opset_version=ONNX_OPSET, **choice,
         )
 
 
