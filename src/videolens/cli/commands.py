@@ -168,7 +168,7 @@ def run_search(args: argparse.Namespace) -> int:
 
     moments = search(
         args.query, image=args.image, library=args.library, model=args.model, top=args.top,
-        video_glob=args.video, exact=True if args.exact else None,
+        video_glob=args.video, exact=True if args.exact else None, recall=args.recall,
         min_score=args.min_score, device=args.device, dtype=args.dtype,
     )
     with csv_rows(args.csv, SEARCH_CSV) as write_row:

@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="drop moments whose cosine similarity is below S (-1..1)")
     search.add_argument("--exact", action="store_true",
                         help="exact vector search even when the library has an ANN index")
+    search.add_argument("--recall", type=float, default=None, metavar="R",
+                        help="approximate search at the smallest setting whose recall@10, "
+                        "measured when the library was built, reaches R (0 < R <= 1); exact "
+                        "where none does (default: the setting tuned for 0.98)")
     add_model_options(search, default=None)
     search.add_argument("--json", action="store_true", help="JSON Lines on stdout")
     search.add_argument("--csv", metavar="FILE", default=None,
