@@ -3,16 +3,16 @@
 The server runs in its own process (the same ``run_serve`` as ``videolens serve``) on a free
 loopback port; the clients are one asyncio loop in this process with an ``httpx.AsyncClient``
 (one connection per client), each sending ``GET /api/search?q=...&top=10`` back to back,
-cycling through 40 different queries (search does not cache text embeddings, so every
-request encodes its query). The run stops at ``--seconds`` or ``--max-requests``, whichever
+cycling through 40 different queries (the server remembers the rows of recent queries, so
+after the first round this measures everything but the text encoder; ``--scenario batching``
+sends a new query every request). The run stops at ``--seconds`` or ``--max-requests``, whichever
 comes first. Latency is measured per request from send to full body, in the client.
 
 Models (``--model``):
 
 * ``clip-b32-random``: a randomly initialised CLIP ViT-B/32 with the real architecture
   (same FLOPs as the pretrained one; see bench_classify.py), library of ``--videos`` 10 s
-  clips from bench_classify.py indexed at 1 frame/s. Requests/s is then bound by the text
-  encoder running one query at a time under the model lock.
+  clips from bench_classify.py indexed at 1 frame/s.
 * ``tiny``: the test suite's tiny CLIP (16-d): measures the server's own overhead.
 
 On a 2-core machine the clients share the CPU with the server; the numbers are a lower
