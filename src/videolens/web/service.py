@@ -218,6 +218,7 @@ class LibraryService:
                 row = self._encode_queries([text])[0]
         else:
             row = self.text_batcher.submit(text)
+        row.flags.writeable = False  # shared by every request for this text from now on
         with self._rows_guard:
             self._rows[text] = row
             while len(self._rows) > QUERY_ROWS_CACHED:
