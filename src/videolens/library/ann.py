@@ -55,7 +55,7 @@ import shutil
 import struct
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,9 +78,11 @@ CHUNK = 65536
 # float16 -> float32 conversion + matmul. Batches convert once per chunk and use BLAS.
 FAISS_EXACT_MAX_QUERIES = 4
 # Candidates fetched from the quantised index per wanted hit, then re-scored exactly against
-# the float16 rows; SQ8 perturbs scores by ~1e-3, PQ by ~1e-2, enough to swap near-ties.
-RERANK_FACTOR = {"IVF-SQ8": 4, "IVF-PQ": 8}
-RERANK_MIN_EXTRA = 32
+# the float16 rows; SQ8 perturbs scores by ~1e-3, enough to swap near-ties. PQ (4 dimensions
+# a byte) perturbs them by ~1e-2: at 300k clustered rows, 80 candidates for a top-10 capped
+# image-query recall@10 at 0.978 whatever the nprobe, so PQ fetches 320 more.
+RERANK_FACTOR = {"IVF-SQ8": 4, "IVF-PQ": 4}
+RERANK_MIN_EXTRA = {"IVF-SQ8": 32, "IVF-PQ": 320}
 # IVF-PQ at and above this many rows (SQ8 codes would be 0.5 of the float16 store, PQ's 0.13)
 PQ_MIN_VECTORS = 2_000_000
 PQ_DIMS_PER_CODE = 4
@@ -88,6 +90,7 @@ PQ_DIMS_PER_CODE = 4
 TUNE_TARGET = 0.98
 TUNE_QUERIES = 200
 TUNE_K = 10
+TUNE_STOP = 0.995
 
 Ranges = Sequence[tuple[int, int]]
 
@@ -338,13 +341,13 @@ def exact_search_cache(cache: VectorCache, queries: np.ndarray, rows_mask: np.nd
 def ann_params(count: int) -> tuple[int, int]:
     """``(nlist, nprobe)`` for an IVF index over ``count`` vectors (nprobe: the untuned start).
 
-    nlist ~ sqrt(N) rounded to a power of two, in [16, 2048]: at 1M x 512 on 2 cores, 1024
+    nlist ~ sqrt(N) rounded to a power of two, in [16, 1024]: at 1M x 512 on 2 cores, 1024
     lists trained in 4 s and added in 10 s, 2048 in 13 + 17 s, 4096 in 25 + 28 s, while query
-    time was a few ms for all of them, so build time decides (adding 10M rows costs ~20x the
-    1M figure per doubling of lists).
+    time was a few ms for all of them, so build time decides: assigning rows to lists costs
+    N x nlist x D multiply-adds, ~10 min for 10M rows and 2048 lists on this loaded machine.
     """
     nlist = 2 ** round(math.log2(max(1.0, math.sqrt(count))))
-    nlist = int(min(2048, max(16, nlist)))
+    nlist = int(min(1024, max(16, nlist)))
     # faiss wants >= 39 training points per centroid; small forced indexes get fewer lists
     nlist = int(max(1, min(nlist, count // 39)))
     nprobe = int(min(nlist, max(1, nlist // 16)))
@@ -381,22 +384,10 @@ def train_ann(sample: np.ndarray, count: int, kind: str):
     return index
 
 
-def training_sample(vectors: np.ndarray, count: int, kind: str, seed: int = 0) -> np.ndarray:
-    """Rows drawn without replacement: 64 per list, and >= 40 per PQ centroid (256 x 40)."""
+def training_size(count: int, kind: str) -> int:
+    """Training rows: 64 per list, and >= 40 per PQ centroid (256 x 40)."""
     nlist, _ = ann_params(count)
-    size = 64 * nlist if kind == "IVF-SQ8" else max(64 * nlist, 256 * 40)
-    rows = np.sort(np.random.default_rng(seed).choice(count, size=min(count, size),
-                                                      replace=False))
-    return np.asarray(vectors[rows], dtype=np.float32)
-
-
-def fill_ann(index, vectors: np.ndarray, progress: Callable[[int], None] | None = None) -> None:
-    """Add ``vectors`` (n, D) (float16 map) to a trained IVF index, a chunk at a time."""
-    for start in range(0, len(vectors), CHUNK):
-        stop = min(len(vectors), start + CHUNK)
-        index.add(np.ascontiguousarray(vectors[start:stop], dtype=np.float32))
-        if progress is not None:
-            progress(stop)
+    return min(count, 64 * nlist if kind == "IVF-SQ8" else max(64 * nlist, 256 * 40))
 
 
 def ann_search(cache: VectorCache, queries: np.ndarray, k: int, nprobe: int,
@@ -410,8 +401,8 @@ def ann_search(cache: VectorCache, queries: np.ndarray, k: int, nprobe: int,
     """
     import faiss
 
-    factor = RERANK_FACTOR.get(cache.ann_kind or "", 4)
-    fetch_want = max(factor * k, k + RERANK_MIN_EXTRA)
+    kind = cache.ann_kind or "IVF-SQ8"
+    fetch_want = max(RERANK_FACTOR[kind] * k, k + RERANK_MIN_EXTRA[kind])
     queries = np.ascontiguousarray(queries, np.float32)
     parts = []
     for segment in cache.segments:
@@ -485,10 +476,12 @@ def tune_nprobe(cache: VectorCache, query_sets: dict[str, np.ndarray],
 
     Returns ``{"target", "k", "queries": {kind: n}, "table": [{"nprobe", kind: recall}],
     "nprobe": {kind: the smallest nprobe reaching target (else the best measured)}}``. The
-    sweep stops once every kind reaches 0.999 (so ``--recall`` up to that can be served) or
-    nprobe reaches nlist.
+    sweep stops once every kind reaches ``TUNE_STOP`` (so ``--recall`` up to that is served
+    from the table; above it search is exact) or nprobe reaches a quarter of the lists (past
+    that an IVF scan costs about as much as exact search).
     """
     nlist = int(cache.manifest["ann"]["nlist"])
+    max_nprobe = max(1, nlist // 4)
     truth = {kind: exact_search_cache(cache, q, None, k)[1] for kind, q in query_sets.items()}
     table: list[dict] = []
     nprobe = 1
@@ -501,9 +494,9 @@ def tune_nprobe(cache: VectorCache, query_sets: dict[str, np.ndarray],
             row[f"{kind}_ms_per_query"] = round(
                 (time.perf_counter() - started) * 1e3 / max(1, len(q)), 3)
         table.append(row)
-        if nprobe >= nlist or all(row[kind] >= 0.999 for kind in query_sets):
+        if nprobe >= max_nprobe or all(row[kind] >= TUNE_STOP for kind in query_sets):
             break
-        nprobe = min(nlist, nprobe * 2)
+        nprobe = min(max_nprobe, nprobe * 2)
     chosen = {}
     for kind in query_sets:
         reaching = [r["nprobe"] for r in table if r[kind] >= target]
@@ -573,7 +566,8 @@ class SegmentWriter:
     :meth:`discard` removes the folder and the current cache stays as it was.
     """
 
-    def __init__(self, vectors_dir: Path, count: int, dim: int, num_videos: int):
+    def __init__(self, vectors_dir: Path, count: int, dim: int, num_videos: int,
+                 ann_index=None):
         self.vectors_dir = vectors_dir
         self.name = new_segment_name()
         # a dot-prefixed folder is invisible to cleanup until renamed into place
@@ -591,23 +585,39 @@ class SegmentWriter:
         self.starts = np.zeros(num_videos + 1, np.int64)
         self._row = 0
         self._video = 0
+        # a trained, empty IVF index is filled as rows arrive, from their float32 copies
+        # (converting float16 rows back later would cost more than encoding them)
+        self.ann_index = ann_index
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
 
-    def append(self, video_id: int, timestamps: np.ndarray, vectors: np.ndarray) -> None:
-        """Add one video's rows: ``timestamps`` (n,) seconds, ``vectors`` (n, D) (the stored
-        float16 values; float32 copies of them convert back exactly)."""
+    def append(self, video_id: int, timestamps: np.ndarray, vectors: np.ndarray,
+               half: np.ndarray | None = None) -> None:
+        """Add one video's rows: ``timestamps`` (n,) seconds, ``vectors`` (n, D) float32
+        (the stored float16 values, converted), ``half`` the same rows as stored (float16;
+        converted from ``vectors`` when not given)."""
         n = len(timestamps)
-        self.vectors[self._row : self._row + n] = vectors
+        self.vectors[self._row : self._row + n] = vectors if half is None else half
         self.timestamps[self._row : self._row + n] = timestamps
         self.video_ids[self._video] = video_id
         self._row += n
         self._video += 1
         self.starts[self._video] = self._row
+        if self.ann_index is not None and n:
+            self._pending.append(np.asarray(vectors, np.float32))
+            self._pending_rows += n
+            if self._pending_rows >= CHUNK:
+                self._encode()
 
-    def finish(self, *, ann_index=None, trained=None,
-               progress: Callable[[int], None] | None = None) -> dict:
-        """Write the small files and, with a trained empty ``ann_index``, its codes of every
-        row (``trained``: also keep the empty trained index for later segments); fsync and
-        rename into place. Returns the segment's manifest entry."""
+    def _encode(self) -> None:
+        if self._pending_rows:
+            self.ann_index.add(np.ascontiguousarray(np.concatenate(self._pending)))
+        self._pending, self._pending_rows = [], 0
+
+    def finish(self, *, trained=None) -> dict:
+        """Write the small files and the IVF index given at creation (``trained``: also keep
+        the empty trained index, for later segments); fsync and rename into place. Returns
+        the segment's manifest entry."""
         if (self._row, self._video) != (self.count, len(self.video_ids)):
             raise RuntimeError(
                 f"segment filled {self._row}/{self.count} rows, "
@@ -619,16 +629,14 @@ class SegmentWriter:
             np.save(self.tmp_dir / f"{name}.npy", array)
         entry: dict = {"name": self.name, "count": self.count, "num_videos": len(self.video_ids),
                        "ann": False}
-        if ann_index is not None and self.count:
+        if self.ann_index is not None and self.count:
             import faiss
 
-            started = time.perf_counter()
+            self._encode()
             if trained is not None:
                 faiss.write_index(trained, str(self.tmp_dir / TRAINED_FILE))
-            fill_ann(ann_index, self.vectors, progress)
-            faiss.write_index(ann_index, str(self.tmp_dir / ANN_FILE))
+            faiss.write_index(self.ann_index, str(self.tmp_dir / ANN_FILE))
             entry["ann"] = True
-            entry["ann_seconds"] = round(time.perf_counter() - started, 3)
         self.__dict__.pop("vectors", None)  # close the map before renaming
         entry["checksums"] = {p.name: file_checksum(p) for p in sorted(self.tmp_dir.iterdir())}
         for path in self.tmp_dir.iterdir():

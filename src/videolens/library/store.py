@@ -493,17 +493,24 @@ class Library:
         table = np.array(rows, dtype=np.int64).reshape(-1, 2)
         return table[:, 0], table[:, 1]
 
-    def iter_frames(self, conn: sqlite3.Connection, min_id: int | None = None
-                    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    def iter_frames(self, conn: sqlite3.Connection, min_id: int | None = None,
+                    with_half: bool = False) -> Iterator[tuple]:
         """Every video's ``(id, timestamps (n,) seconds, vectors (n, D) float32)`` by
         ascending id, read from the snapshot ``conn`` (from :meth:`snapshot`); with
-        ``min_id`` only videos whose id is at least that (ids only grow: the new ones)."""
+        ``min_id`` only videos whose id is at least that (ids only grow: the new ones).
+        ``with_half`` adds the stored float16 rows (n, D) as a fourth item (numpy's float16
+        conversion costs ~3-7 ns a value here, so callers that store float16 skip it)."""
         where = "" if min_id is None else "WHERE f.video_id >= ? "
         cursor = conn.execute("SELECT f.video_id, f.timestamps, f.vectors FROM frames f "
                               f"JOIN videos v ON v.id = f.video_id {where}ORDER BY f.video_id",
                               () if min_id is None else (int(min_id),))
         for video_id, times_blob, vectors_blob in cursor:
-            yield (int(video_id), *_decode_frames(times_blob, vectors_blob, self.embed_dim))
+            times, vectors = _decode_frames(times_blob, vectors_blob, self.embed_dim)
+            if with_half:
+                half = np.frombuffer(vectors_blob, VECTOR_DTYPE).reshape(-1, self.embed_dim)
+                yield int(video_id), times, vectors, half
+            else:
+                yield int(video_id), times, vectors
 
     @translated
     def frames_of(self, video_ids: Collection[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:

@@ -220,22 +220,37 @@ class VectorIndex:
                 and (cache.ann is not None) == self._want_ann(force_ann, int(counts.sum()))):
             return False  # up to date and sound
         damaged = self.problem is not None
+        want_ann = self._want_ann(force_ann, int(counts.sum()))
+        plan = None if full or cache is None else self._plan(cache, ids, counts, want_ann)
+        trained = self._train(ids, counts) if plan is None and want_ann else None
         with library.snapshot() as conn:
             ids, counts = library.live_videos(conn)  # again: a writer may have committed
             want_ann = self._want_ann(force_ann, int(counts.sum()))
-            plan = None if full or cache is None else self._plan(cache, ids, counts, want_ann)
+            if plan is not None:
+                plan = self._plan(cache, ids, counts, want_ann)
             if plan is None:
-                writer = self._write_rows(conn, ids, counts, None)
+                if not want_ann:
+                    trained = None
+                elif trained is None:
+                    trained = self._train(ids, counts)
+                writer = self._write_rows(conn, ids, counts, None, trained)
             else:
                 added, added_counts, _ = plan
+                base_trained = None
+                if cache.ann is not None and len(added):
+                    import faiss
+
+                    # the base's trained, empty index: the new rows go into the same lists
+                    base_trained = faiss.read_index(
+                        str(cache.segments[0].directory / ann.TRAINED_FILE))
                 writer = self._write_rows(conn, added, added_counts,
-                                          int(added[0]) if len(added) else None)
-        # the snapshot is released before the (slow) ANN work so WAL checkpoints go on
+                                          int(added[0]) if len(added) else None, base_trained)
+        # the snapshot is released before tuning so WAL checkpoints go on
         meta = {"schema_version": library.schema_version,
                 "model_fingerprint": library.model.get("fingerprint")}
         try:
             if plan is None:
-                manifest = self._publish_full(writer, ids, want_ann, meta)
+                manifest = self._publish_full(writer, ids, trained, meta)
             else:
                 manifest = self._publish_incremental(cache, writer, plan, meta)
         except BaseException:
@@ -285,51 +300,69 @@ class VectorIndex:
             return None
         return added, added_counts, tombstones
 
-    def _write_rows(self, conn, ids: np.ndarray, counts: np.ndarray,
-                    min_id: int | None) -> ann.SegmentWriter | None:
+    def _train(self, ids: np.ndarray, counts: np.ndarray):
+        """A trained, empty IVF index for these videos, trained on rows drawn from SQLite
+        (a few rows from each of many videos drawn at random, so no scene dominates)."""
+        count = int(counts.sum())
+        kind = ann.ann_kind(count, self.pq_min_vectors)
+        size = ann.training_size(count, kind)
+        rng = np.random.default_rng(0)  # the same library builds the same index
+        num_videos = min(len(ids), max(64, -(-size // 50)))
+        chosen = np.sort(rng.choice(ids, num_videos, replace=False))
+        per_video = -(-size // num_videos)
+        parts = []
+        for start in range(0, len(chosen), 256):
+            frames = self.library.frames_of(chosen[start : start + 256].tolist())
+            for vid in sorted(frames):
+                vectors = frames[vid][1]
+                take = np.sort(rng.choice(len(vectors), min(len(vectors), per_video),
+                                          replace=False))
+                parts.append(vectors[take])
+        sample = np.concatenate(parts)
+        if len(sample) > size:
+            sample = sample[np.sort(rng.choice(len(sample), size, replace=False))]
+        return ann.train_ann(sample, count, kind)
+
+    def _write_rows(self, conn, ids: np.ndarray, counts: np.ndarray, min_id: int | None,
+                    trained) -> ann.SegmentWriter | None:
         """A segment filled with the frames of ``ids`` (all live videos when ``min_id`` is
-        None, else those from ``min_id`` on), read from the snapshot ``conn``."""
+        None, else those from ``min_id`` on), read from the snapshot ``conn``, and encoded
+        into a copy of the ``trained`` IVF index when one is given."""
         library = self.library
         if min_id is not None and not len(ids):
             return None
+        index = None
+        if trained is not None:
+            import faiss
+
+            index = faiss.clone_index(trained)
         writer = ann.SegmentWriter(self.directory, int(counts.sum()), library.embed_dim,
-                                   len(ids))
+                                   len(ids), ann_index=index)
         try:
-            for position, (video_id, times, vectors) in enumerate(
-                    library.iter_frames(conn, min_id)):
+            for position, (video_id, times, vectors, half) in enumerate(
+                    library.iter_frames(conn, min_id, with_half=True)):
                 if position >= len(ids) or video_id != ids[position] or \
                         len(times) != counts[position]:
-                    expected = ids[min(position, len(ids) - 1)]
+                    at = min(position, len(ids) - 1)
                     raise DamagedLibraryError(
-                        f"video {expected} has {len(times)} frames stored, "
-                        f"{counts[min(position, len(ids) - 1)]} recorded",
-                        path=library.db_path, hint=repair_hint(library.root))
-                writer.append(video_id, times, vectors)
+                        f"video {ids[at]} has {len(times)} frames stored, {counts[at]} "
+                        "recorded", path=library.db_path, hint=repair_hint(library.root))
+                writer.append(video_id, times, vectors, half)
         except BaseException:
             writer.discard()
             raise
         return writer
 
-    def _publish_full(self, writer: ann.SegmentWriter, ids: np.ndarray, want_ann: bool,
+    def _publish_full(self, writer: ann.SegmentWriter, ids: np.ndarray, trained,
                       meta: dict) -> dict:
         library = self.library
-        count = writer.count
-        index = trained = None
         ann_meta = None
-        started = time.perf_counter()
-        if want_ann:
-            import faiss
-
-            kind = ann.ann_kind(count, self.pq_min_vectors)
-            trained = ann.train_ann(ann.training_sample(writer.vectors, count, kind), count,
-                                    kind)
-            index = faiss.clone_index(trained)
-            _, nprobe = ann.ann_params(count)
-            ann_meta = {"kind": kind, "file": ann.ANN_FILE, "nlist": int(trained.nlist),
+        if trained is not None:
+            _, nprobe = ann.ann_params(writer.count)
+            ann_meta = {"kind": "IVF-PQ" if "PQ" in type(trained).__name__ else "IVF-SQ8",
+                        "file": ann.ANN_FILE, "nlist": int(trained.nlist),
                         "nprobe": int(min(nprobe, trained.nlist))}
-        entry = writer.finish(ann_index=index, trained=trained)
-        if ann_meta is not None:
-            ann_meta["build_seconds"] = round(time.perf_counter() - started, 3)
+        entry = writer.finish(trained=trained)
         manifest = ann.make_manifest([entry], np.empty(0, np.int64), dim=library.embed_dim,
                                      video_ids=ids, ann_meta=ann_meta, meta=meta)
         if ann_meta is not None:
@@ -355,13 +388,7 @@ class VectorIndex:
         added, _, tombstones = plan
         entries = list(cache.manifest["segments"])
         if writer is not None:
-            index = None
-            if cache.ann is not None:
-                import faiss
-
-                # the base's trained, empty index: the new rows go into the same lists
-                index = faiss.read_index(str(cache.segments[0].directory / ann.TRAINED_FILE))
-            entries.append(writer.finish(ann_index=index))
+            entries.append(writer.finish())
         video_ids = np.concatenate([cache.video_ids, added])
         manifest = ann.make_manifest(entries, tombstones, dim=cache.dim, video_ids=video_ids,
                                      ann_meta=cache.manifest.get("ann"),

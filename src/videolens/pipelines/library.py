@@ -297,3 +297,20 @@ def check(library: str | os.PathLike = DEFAULT_LIBRARY, *, repair: bool = False)
 
 __all__ = ["EXPORT_FORMATS", "LibraryInfo", "check", "export_library", "library_info",
            "list_videos", "match_videos", "remove_videos"]
+
+
+def optimize(library: LibraryArg = DEFAULT_LIBRARY) -> dict:
+    """Rebuild the vector cache in one segment: rows of removed videos dropped, the IVF index
+    (past ``ANN_MIN_VECTORS``) retrained on all rows and its nprobe measured again. Index
+    runs refresh incrementally; this is the periodic full rebuild they skip. Returns
+    ``{"before", "after", "seconds", "ann"}`` (cache states from ``VectorIndex.staleness``,
+    ``ann`` the manifest's index description with its tuning table, or None)."""
+    store, opened = _open(library)
+    try:
+        done = store.optimize_vectors()
+        cache = store.vectors.load()
+        done["ann"] = None if cache is None else cache.manifest.get("ann")
+        return done
+    finally:
+        if opened:
+            store.close()
