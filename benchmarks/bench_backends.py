@@ -43,6 +43,7 @@ OUTPUT = RESULTS / "backends.json"
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's tokenizer builder
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_classify import make_random_clip  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 SHAPES = {"b32": ("ViT-B/32", 32), "b16": ("ViT-B/16", 16)}
@@ -51,28 +52,6 @@ PROMPTS = [f"a video of a person {action}." for action in (
     "brushing hair", "doing push ups", "juggling three balls", "walking the dog",
     "climbing a wall", "playing basketball", "eating", "drinking coffee", "typing",
     "tying shoelaces")] * 2  # 32 prompts
-
-
-def make_clip(folder: Path, patch: int) -> Path:
-    """Random-init CLIP with OpenAI's ViT-B/{patch} shape (CLIPConfig defaults are B/32)."""
-    if (folder / "config.json").exists():
-        return folder
-    import torch
-    from tiny_models import _clip_tokenizer
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
-
-    tokenizer = _clip_tokenizer(folder)
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(patch_size=patch),
-    )
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(folder)
-    CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(
-        folder)
-    return folder
 
 
 def generated_frames(count: int, height: int = 360, width: int = 640) -> np.ndarray:
@@ -206,7 +185,7 @@ def bench_shape(key: str, reps: int, batch: int, text_batch: int, frames: np.nda
     from videolens.models.backends.common import cosine_agreement, tokens
 
     name, patch = SHAPES[key]
-    model = load_model(str(make_clip(DATA / f"clip-{key}-random", patch)), device="cpu",
+    model = load_model(str(make_random_clip(DATA / f"clip-{key}-random", patch)), device="cpu",
                        dtype="fp32", backend="torch")
     pixels = model.image_processor(images=list(frames), return_tensors="pt")["pixel_values"]
     calibration, held_out = pixels[:64], pixels[64:]

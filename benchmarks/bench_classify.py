@@ -32,8 +32,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import machine_info  # noqa: E402
 
 
-def make_clip_b32(folder: Path) -> Path:
-    """Random-init CLIP ViT-B/32 (CLIPConfig defaults are that architecture)."""
+def make_random_clip(folder: Path, patch: int = 32) -> Path:
+    """Random-init CLIP with OpenAI's ViT-B/{patch} shape (CLIPConfig's defaults are B/32):
+    the real FLOPs without downloadable weights. Written once into ``folder``."""
     if (folder / "config.json").exists():
         return folder
     import torch
@@ -42,19 +43,21 @@ def make_clip_b32(folder: Path) -> Path:
 
     tokenizer = _clip_tokenizer(folder)
     config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+        text_config=dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(patch_size=patch),
     )
     torch.manual_seed(0)
     CLIPModel(config).save_pretrained(folder)
     CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(
-        folder
-    )
+        folder)
     return folder
+
+
+def make_clip_b32(folder: Path) -> Path:
+    """Random-init CLIP ViT-B/32 (:func:`make_random_clip`)."""
+    return make_random_clip(folder, 32)
 
 
 def load_bench_model():

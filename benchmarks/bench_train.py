@@ -35,6 +35,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "tests"))  # the test suite's tokenizer builder and videos
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_classify import make_random_clip  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 CLASSES = ("running", "swimming", "cooking", "dancing")
@@ -46,28 +47,6 @@ RUNS = {
     "cvrl": ("cvrl", {"clip_seconds": 1.28}),
     "rspnet": ("rspnet", {"frame_seconds": 1 / 15}),
 }
-
-
-def make_clip_b16(folder: Path) -> Path:
-    """Random-init CLIP ViT-B/16 (CLIPConfig's defaults with a 16 px patch)."""
-    if (folder / "config.json").exists():
-        return folder
-    import torch
-    from tiny_models import _clip_tokenizer
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
-
-    tokenizer = _clip_tokenizer(folder)
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(patch_size=16),
-    )
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(folder)
-    CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(
-        folder)
-    return folder
 
 
 def make_videos(folder: Path, count: int) -> Path:
@@ -144,7 +123,7 @@ def main() -> None:
     import torch
     import transformers
 
-    model = make_clip_b16(DATA / "clip-b16-random")
+    model = make_random_clip(DATA / "clip-b16-random", 16)
     listing = make_videos(DATA / "train-clips", max(8, 2 * args.batch * (1 + args.steps)))
     rows = []
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
