@@ -113,8 +113,11 @@ def test_video_glob_relative_to_the_current_folder(library, tmp_path):
 def test_min_score_drops_weaker_moments_only(library):
     every = search("red", library=library, top=50, device="cpu")
     assert len(every) >= 3
-    scores = sorted(m.score for m in every)
-    floor = scores[len(scores) // 2]  # keeps the upper half, ties included
+    # the grey background moments of different clips tie exactly; a floor at a distinct
+    # score above the lowest keeps some and drops some whatever the tiny model ranks first
+    scores = sorted({m.score for m in every})
+    assert len(scores) >= 2
+    floor = scores[len(scores) // 2]
     kept = search("red", library=library, top=50, min_score=floor, device="cpu")
     assert kept == [m for m in every if m.score >= floor]
     assert 0 < len(kept) < len(every)
