@@ -7,7 +7,6 @@ code under test loads it with the same ``from_pretrained`` calls that load a hub
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -21,28 +20,57 @@ CORPUS = [
 ] * 20
 
 
+def _learn_bpe(words: dict[tuple[str, ...], int], merges: int) -> list[tuple[str, str]]:
+    """Byte-pair merges learned from word counts, most frequent pair first and ties broken by
+    the pair itself: the same merges in every process (the Rust trainer of `tokenizers` breaks
+    ties by hash order, which changed the tiny vocabulary, hence every tiny model's text
+    tower, from one test run to the next)."""
+    learned: list[tuple[str, str]] = []
+    for _ in range(merges):
+        pairs: dict[tuple[str, str], int] = {}
+        for word, count in words.items():
+            for pair in zip(word, word[1:], strict=False):
+                pairs[pair] = pairs.get(pair, 0) + count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        learned.append(best)
+        merged: dict[tuple[str, ...], int] = {}
+        for word, count in words.items():
+            out: list[str] = []
+            i = 0
+            while i < len(word):
+                if word[i:i + 2] == best:
+                    out.append(best[0] + best[1])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            merged[tuple(out)] = merged.get(tuple(out), 0) + count
+        words = merged
+    return learned
+
+
 def _clip_tokenizer(folder: Path):
-    """A CLIP byte-level BPE (with CLIP's `</w>` word ends) trained on CORPUS."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    """A CLIP byte-level BPE (with CLIP's `</w>` word ends) learned from CORPUS."""
+    from tokenizers import pre_tokenizers
     from transformers import CLIPTokenizer
 
     special = ["<|startoftext|>", "<|endoftext|>"]
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600,
-        special_tokens=special,
-        initial_alphabet=alphabet + [c + "</w>" for c in alphabet],
-        end_of_word_suffix="</w>",
-        show_progress=False,
-    )
-    bpe.train_from_iterator(CORPUS, trainer)
-    state = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+    split = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    words: dict[tuple[str, ...], int] = {}
+    for text in CORPUS:
+        for piece, _ in split.pre_tokenize_str(text.lower()):
+            word = (*piece[:-1], piece[-1] + "</w>")
+            words[word] = words.get(word, 0) + 1
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    ordinary = alphabet + [c + "</w>" for c in alphabet]
+    merges = _learn_bpe(words, 600 - len(ordinary) - len(special))
+    for a, b in merges:
+        if a + b not in ordinary:
+            ordinary.append(a + b)
     # Real CLIP vocabularies end with <|startoftext|>, <|endoftext|>; X-CLIP's text pooling
     # still finds the end token by argmax over ids, so the tiny vocabulary keeps that order.
-    ordinary = sorted((t for t in state["vocab"] if t not in special), key=state["vocab"].get)
     vocab = {token: i for i, token in enumerate(ordinary + special)}
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
