@@ -190,8 +190,20 @@ def test_unsupported_model_type(tmp_path):
         load_model(str(tmp_path))
 
 
-def test_device_and_dtype_choices():
-    assert pick_dtype("auto", torch.device("cpu")) == torch.float32
+def test_device_and_dtype_choices(monkeypatch):
+    from videolens.models.load import choose_dtype, cpu_bf16_verdict, cpu_flags
+
+    cpu = torch.device("cpu")
+    assert pick_dtype("auto", cpu) == torch.float32  # conftest pins fp32
+    monkeypatch.setenv("VIDEOLENS_CPU_DTYPE", "bf16")
+    assert choose_dtype("auto", cpu) == (torch.bfloat16, "bf16: pinned by $VIDEOLENS_CPU_DTYPE")
+    assert pick_dtype("fp32", cpu) == torch.float32  # an explicit dtype wins over the pin
+    monkeypatch.setenv("VIDEOLENS_CPU_DTYPE", "int4")
+    with pytest.raises(UsageError, match=r"\$VIDEOLENS_CPU_DTYPE is 'int4'"):
+        pick_dtype("auto", cpu)
+    monkeypatch.delenv("VIDEOLENS_CPU_DTYPE")
+    native, why = cpu_bf16_verdict(cpu_flags())  # detected: this machine's flags decide
+    assert choose_dtype("auto", cpu) == (torch.bfloat16 if native else torch.float32, why)
     assert pick_dtype("bf16", torch.device("cpu")) == torch.bfloat16
     with pytest.raises(UsageError, match="unknown dtype"):
         pick_dtype("fp8", torch.device("cpu"))

@@ -68,6 +68,9 @@ def pick_device(device: str = "auto") -> torch.device:
 # Intel AMX, and AVX512-BF16 (Cooper Lake, Sapphire Rapids and later, AMD Zen 4 and later).
 # Without them bf16 is emulated and measured 5-8x slower than fp32 (docs: README, CPU speed).
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+# Pins what ``auto`` means on a CPU (fp32 or bf16) instead of detecting it: the same numbers
+# on every machine (a lab comparing runs, a test suite checking fp32 equality).
+CPU_DTYPE_ENV = "VIDEOLENS_CPU_DTYPE"
 
 
 def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
@@ -111,7 +114,8 @@ def choose_dtype(dtype: str, device: torch.device,
                  flags: frozenset[str] | set[str] | None = None) -> tuple[torch.dtype, str]:
     """:func:`pick_dtype` with the reason for its choice, for ``--verbose`` and run records.
 
-    ``flags``: the CPU's feature flags (default: this machine's, :func:`cpu_flags`).
+    ``flags``: the CPU's feature flags (default: this machine's, :func:`cpu_flags`, unless
+    ``$VIDEOLENS_CPU_DTYPE`` pins this machine's choice).
     """
     import torch
 
@@ -121,6 +125,12 @@ def choose_dtype(dtype: str, device: torch.device,
             return torch.float16, "fp16: auto on a CUDA GPU"
         if device.type != "cpu":
             return torch.float32, f"fp32: auto on {device.type}"
+        pinned = os.environ.get(CPU_DTYPE_ENV, "").strip().lower() if flags is None else ""
+        if pinned:
+            if pinned not in ("fp32", "bf16"):
+                raise UsageError(f"${CPU_DTYPE_ENV} is {pinned!r}",
+                                 hint="set it to fp32 or bf16, or unset it to detect")
+            return names[pinned], f"{pinned}: pinned by ${CPU_DTYPE_ENV}"
         native, why = cpu_bf16_verdict(cpu_flags() if flags is None else flags)
         return (torch.bfloat16 if native else torch.float32), why
     if dtype not in DTYPE_NAMES:
@@ -130,7 +140,8 @@ def choose_dtype(dtype: str, device: torch.device,
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """``auto`` -> fp16 on CUDA; on a CPU bf16 where it computes bf16 natively (AMX or
-    AVX512-BF16), else fp32 (emulated bf16 is several times slower than fp32); fp32 elsewhere.
+    AVX512-BF16), else fp32 (emulated bf16 is several times slower than fp32), unless
+    ``$VIDEOLENS_CPU_DTYPE`` pins it; fp32 elsewhere.
     """
     return choose_dtype(dtype, device)[0]
 

@@ -199,25 +199,45 @@ class DecodeTimeout(Exception):
 
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`DecodeTimeout` in this thread after ``seconds`` (a SIGALRM timer; only
-    where signals can be set: the main thread of a process, as in DataLoader workers).
+    """Raise :class:`DecodeTimeout` in this thread after ``seconds`` (only where signal
+    handlers can be set: the main thread of a process, as in DataLoader workers).
     A decoder stuck inside C code is interrupted when it next returns to Python."""
-    usable = (seconds > 0 and hasattr(signal, "setitimer")
+    usable = (seconds > 0 and hasattr(signal, "pthread_kill")
               and threading.current_thread() is threading.main_thread())
     if not usable:
         yield
         return
 
-    def expire(signum, frame):
-        raise DecodeTimeout(f"decoding took longer than {seconds:g} s")
+    live = [True]
+    sending = threading.Lock()
 
+    def expire(signum, frame):
+        if live[0]:  # a signal sent just as the block ended is dropped, not raised late
+            raise DecodeTimeout(f"decoding took longer than {seconds:g} s")
+
+    # The timer thread signals the main thread alone: a process-wide SIGALRM (setitimer) is
+    # taken by whichever thread the kernel picks, often a native pool's (OpenMP, oneDNN), and
+    # then a decode blocked in a system call on the main thread is not interrupted.
+    target = threading.main_thread().ident
+
+    def fire() -> None:
+        with sending:
+            if live[0]:
+                signal.pthread_kill(target, signal.SIGALRM)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    timer.start()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        try:
+            live[0] = False
+            with sending:  # a signal in flight reaches `expire` (which now ignores it) first
+                timer.cancel()
+        finally:  # even when the timer fired as the block ended
+            signal.signal(signal.SIGALRM, previous)
 
 
 def _reason(err: BaseException) -> str:

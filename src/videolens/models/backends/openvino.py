@@ -10,8 +10,11 @@ to int8 (data-free, as no prompts are known when the model loads).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,40 @@ from .common import export_onnx
 
 NAME = "openvino"
 FILE = "model.xml"
+
+
+class _SignalStack(ctypes.Structure):  # glibc/musl's stack_t (macOS orders it differently)
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int),
+                ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def signal_stack_kept() -> Iterator[None]:
+    """Give the calling thread back the alternate signal stack it had before the block.
+
+    OpenVINO's CPU plugin (2026.4, Linux) installs a signal stack of its own on the thread
+    that compiles or runs a model and leaves it installed once that memory is freed.
+    CPython runs its signal handlers on the alternate stack (SA_ONSTACK), so the next signal
+    the process handled in Python -- Ctrl-C, SIGTERM under a server, the training decode
+    timer -- died of a segfault instead. Every call into OpenVINO here runs inside this.
+    """
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    saved = _SignalStack()
+    if libc.sigaltstack(None, ctypes.byref(saved)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        now = _SignalStack()
+        libc.sigaltstack(None, ctypes.byref(now))
+        if (now.ss_sp, now.ss_size, now.ss_flags) != (saved.ss_sp, saved.ss_size,
+                                                      saved.ss_flags):
+            saved.ss_flags &= 2  # SS_DISABLE is the one flag sigaltstack accepts
+            libc.sigaltstack(ctypes.byref(saved), None)
 
 
 def version() -> str:
@@ -41,12 +78,15 @@ def export(tower: torch.nn.Module, example: dict[str, torch.Tensor],
 
     onnx_path = folder / "tower.onnx"
     export_onnx(tower, example, dynamic, onnx_path)
-    converted = openvino.convert_model(str(onnx_path))
-    # ONNX's first node may rename an input: name every input as the tokenizer/processor does
-    for port, name in zip(converted.inputs, example, strict=True):
-        port.get_tensor().set_names({name})
-    # fp32 weights on disk: compress_to_fp16 (the default) would round every weight
-    openvino.save_model(converted, str(folder / FILE), compress_to_fp16=False)
+    with signal_stack_kept():
+        converted = openvino.convert_model(str(onnx_path))
+        # ONNX's first node may rename an input: name every input as the tokenizer/processor
+        # does
+        for port, name in zip(converted.inputs, example, strict=True):
+            port.get_tensor().set_names({name})
+        # fp32 weights on disk: compress_to_fp16 (the default) would round every weight
+        openvino.save_model(converted, str(folder / FILE), compress_to_fp16=False)
+        del converted
     onnx_path.unlink()
 
 
@@ -56,6 +96,11 @@ def quantize(fp32_folder: Path, folder: Path, tower: str, calibration) -> None:
     import nncf
     import openvino
 
+    with signal_stack_kept():
+        _quantize(openvino, nncf, fp32_folder, folder, calibration)
+
+
+def _quantize(openvino, nncf, fp32_folder: Path, folder: Path, calibration) -> None:
     model = openvino.Core().read_model(str(fp32_folder / FILE))
     # NNCF logs tables and draws progress bars on stdout, where --json output goes; videolens
     # reports the result in one line of its own
@@ -83,9 +128,10 @@ class Compiled:
         config = {"INFERENCE_NUM_THREADS": max(1, threads)}
         if precision == "fp32":
             config["INFERENCE_PRECISION_HINT"] = "f32"
-        self.compiled = openvino.Core().compile_model(str(path), "CPU", config)
+        with signal_stack_kept():
+            self.compiled = openvino.Core().compile_model(str(path), "CPU", config)
+            hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         self.inputs = {port.get_any_name() for port in self.compiled.inputs}
-        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         chosen = hint.to_string() if hasattr(hint, "to_string") else str(hint)
         actual = _PRECISIONS.get(chosen, chosen)
         self.precision = f"int8 (+ {actual})" if precision == "int8" else actual
@@ -94,7 +140,14 @@ class Compiled:
         feed = {name: value for name, value in inputs.items() if name in self.inputs}
         if len(feed) != len(self.inputs):
             raise KeyError(f"the compiled tower wants {sorted(self.inputs)}, got {sorted(inputs)}")
-        return np.asarray(self.compiled(feed)[0])
+        with signal_stack_kept():
+            return np.asarray(self.compiled(feed)[0])
+
+    def __del__(self) -> None:
+        compiled = self.__dict__.pop("compiled", None)
+        if compiled is not None:
+            with signal_stack_kept():
+                del compiled
 
 
 def load(folder: Path, precision: str, threads: int) -> Compiled:
