@@ -370,7 +370,8 @@ def print_tables(report: dict) -> None:
     for r in report["results"]:
         b, s, d = r["build"], r["search"], r["disk_bytes"]
         nprobe = b["nprobe"] or {}
-        kind = f"{b['ann_kind']}, {b['nlist']}, {nprobe.get('image')}/{nprobe.get('text')}" \
+        shown = {k: nprobe.get(k) or "exact" for k in ("image", "text")}
+        kind = f"{b['ann_kind']}, {b['nlist']}, {shown['image']}/{shown['text']}" \
             if b["ann_kind"] else "exact"
         cells = []
         for k in ("image", "text"):

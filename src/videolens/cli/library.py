@@ -68,8 +68,13 @@ def add_library_command(commands) -> None:
         description="Index runs and removals update vectors/ incrementally (new rows appended "
         "to the ANN index's lists, removed videos tombstoned). optimize rebuilds it in one "
         "segment: removed rows dropped, the ANN index retrained on every row, and its search "
-        "setting (nprobe) measured again for recall@10 >= 0.98. library.sqlite is only read.")
+        "setting (nprobe) measured again for recall@10 >= 0.98 on image-like queries and on "
+        "the library model's own embeddings of 320 action prompts (the model loads only when "
+        "an ANN index is built). library.sqlite is only read.")
     add_library_option(optimize)
+    optimize.add_argument(
+        "--synthetic-text", action="store_true",
+        help="measure text-query recall on synthetic queries instead of loading the model")
     optimize.add_argument("--json", action="store_true", help="the result as JSON on stdout")
 
 
@@ -199,7 +204,8 @@ def _optimize(args) -> int:
     from ..pipelines.library import optimize
 
     note(f"rebuilding the vector cache of {args.library} ...")
-    done = optimize(args.library)
+    done = optimize(args.library,
+                    text_queries="synthetic" if args.synthetic_text else "model")
     if args.json:
         print(json.dumps(done))
         return EXIT_OK
@@ -211,12 +217,19 @@ def _optimize(args) -> int:
     if ann:
         tuning = ann.get("tuning") or {}
         nprobe = tuning.get("nprobe") or {}
-        chosen = {kind: next((row[kind] for row in tuning.get("table", [])
-                              if row["nprobe"] == value), None)
-                  for kind, value in nprobe.items()}
-        print(f"index     {ann['kind']}, {ann['nlist']} lists; nprobe "
-              + ", ".join(f"{kind} {value} (recall@10 {chosen[kind]})"
-                          for kind, value in sorted(nprobe.items())))
+        table = tuning.get("table") or []
+        parts = []
+        for kind, value in sorted(nprobe.items()):
+            if value is None:
+                best = max(table, key=lambda row, kind=kind: row[kind])
+                parts.append(f"{kind} exact (IVF reached recall@10 {best[kind]} at nprobe "
+                             f"{best['nprobe']}, below {tuning.get('target')})")
+            else:
+                measured = next(row[kind] for row in table if row["nprobe"] == value)
+                parts.append(f"{kind} {value} (recall@10 {measured})")
+        print(f"index     {ann['kind']}, {ann['nlist']} lists; nprobe " + ", ".join(parts))
+        if tuning.get("text_source"):
+            print(f"text      recall measured on {tuning['text_source']}")
     else:
         print("index     none: exact search (below the size where an ANN index pays off)")
     return EXIT_OK

@@ -475,7 +475,7 @@ def tune_nprobe(cache: VectorCache, query_sets: dict[str, np.ndarray],
     """Measure recall@k against exact search at nprobe 1, 2, 4, ... for each query kind.
 
     Returns ``{"target", "k", "queries": {kind: n}, "table": [{"nprobe", kind: recall}],
-    "nprobe": {kind: the smallest nprobe reaching target (else the best measured)}}``. The
+    "nprobe": {kind: the smallest nprobe reaching target, or None: search exactly}}``. The
     sweep stops once every kind reaches ``TUNE_STOP`` (so ``--recall`` up to that is served
     from the table; above it search is exact) or nprobe reaches a quarter of the lists (past
     that an IVF scan costs about as much as exact search).
@@ -497,11 +497,12 @@ def tune_nprobe(cache: VectorCache, query_sets: dict[str, np.ndarray],
         if nprobe >= max_nprobe or all(row[kind] >= TUNE_STOP for kind in query_sets):
             break
         nprobe = min(max_nprobe, nprobe * 2)
+    # None: no nprobe up to a quarter of the lists reaches the target (data with little
+    # cluster structure); search for that kind is exact, which costs about the same
     chosen = {}
     for kind in query_sets:
         reaching = [r["nprobe"] for r in table if r[kind] >= target]
-        chosen[kind] = reaching[0] if reaching else \
-            max(table, key=lambda r, kind=kind: (r[kind], -r["nprobe"]))["nprobe"]
+        chosen[kind] = reaching[0] if reaching else None
     return {"target": target, "k": k, "queries": {kind: len(q) for kind, q in query_sets.items()},
             "table": table, "nprobe": chosen}
 
@@ -515,7 +516,8 @@ def nprobe_for(ann_meta: dict, recall: float | None, kind: str | None) -> int | 
     if recall is None:
         if not kinds:
             return int(ann_meta["nprobe"])
-        return max(int(tuning["nprobe"][k]) for k in kinds)
+        tuned = [tuning["nprobe"][k] for k in kinds]
+        return None if None in tuned else max(int(n) for n in tuned)
     table = tuning.get("table") or []
     if not kinds or not table:
         return None if recall > 0 else int(ann_meta["nprobe"])

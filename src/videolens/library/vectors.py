@@ -367,7 +367,9 @@ class VectorIndex:
                                      video_ids=ids, ann_meta=ann_meta, meta=meta)
         if ann_meta is not None:
             ann_meta["tuning"] = self._tune(ann.load_cache(self.directory, manifest))
-            ann_meta["nprobe"] = max(ann_meta["tuning"]["nprobe"].values())
+            # the untuned fallback for readers of the manifest: the largest nprobe tuned
+            reached = [n for n in ann_meta["tuning"]["nprobe"].values() if n is not None]
+            ann_meta["nprobe"] = max(reached or [r["nprobe"] for r in ann_meta["tuning"]["table"]])
         return ann.publish_manifest(self.directory, manifest)
 
     def _tune(self, cache: ann.VectorCache) -> dict:
@@ -375,9 +377,16 @@ class VectorIndex:
         query_sets = ann.synthetic_queries(cache, self.tune_queries)
         source = "synthetic (offset from sampled rows)"
         if self.tuning_text is not None:
-            text = np.asarray(self.tuning_text(), np.float32)
-            if text.ndim == 2 and text.shape[1] == cache.dim and len(text):
-                query_sets["text"], source = text, "the model's prompt embeddings"
+            try:
+                text = np.asarray(self.tuning_text(), np.float32)
+            except Exception as error:  # noqa: BLE001 - the model is an extra, not a need
+                # tuning still measures recall (on synthetic queries) when the model cannot
+                # load here (offline, moved, another machine's library)
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                source = f"synthetic (offset from sampled rows; the model did not load: {reason})"
+            else:
+                if text.ndim == 2 and text.shape[1] == cache.dim and len(text):
+                    query_sets["text"], source = text, "the model's prompt embeddings"
         tuning = ann.tune_nprobe(cache, query_sets, self.tune_target)
         tuning["text_source"] = source
         tuning["seconds"] = round(time.perf_counter() - started, 3)

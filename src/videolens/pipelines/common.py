@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ..io import expand_inputs
@@ -11,6 +11,8 @@ from ..io.threads import configure_threads
 from ..models import DEFAULT_MODEL, VideoTextModel, load_model
 
 if TYPE_CHECKING:  # only classify's callers never open a library: keep it off their path
+    import numpy as np
+
     from ..library import Library
 
 # One path, or many; each a file, a folder (its videos, recursively) or a glob; `~` expanded.
@@ -51,3 +53,17 @@ def library_model(library: Library, model: VideoTextModel | str | None, device: 
     encoder = get_model(model or library.model["name"], device, dtype)
     library.check_model(encoder.meta)
     return encoder
+
+
+def prompt_rows(encoder: Callable[[], VideoTextModel]) -> Callable[[], np.ndarray]:
+    """What a library's vector index calls, only when it re-tunes its search, for the text
+    queries it measures recall on: the model's own embeddings of
+    :func:`~videolens.text.prompts.tuning_prompts` (cached on disk like any prompt list).
+    ``encoder`` is called then, so a run that never re-tunes never loads a model for it."""
+
+    def rows() -> np.ndarray:
+        from ..text import tuning_prompts
+
+        return encoder().encode_text(tuning_prompts()).numpy()
+
+    return rows

@@ -34,7 +34,7 @@ from ..io.threads import configure_threads
 from ..library import Library, WriteLock
 from ..models import VideoTextModel
 from ..models.preprocess import PreprocessSpec
-from .common import DEFAULT_LIBRARY, Inputs, as_paths, get_model, resolved
+from .common import DEFAULT_LIBRARY, Inputs, as_paths, get_model, prompt_rows, resolved
 
 if TYPE_CHECKING:
     from .ray_engine import RayEngine
@@ -179,6 +179,8 @@ def index(
                         summary.pruned.append(record.path)
                         emit("pruned", record.path, "")
         if summary.indexed or summary.pruned:
+            # a re-tune measures text-query recall on the model's own prompt embeddings
+            store.vectors.tuning_text = prompt_rows(model_once)
             store.refresh_vectors()
     except KeyboardInterrupt:
         summary.interrupted = True

@@ -1,7 +1,8 @@
 """``videolens library``: see and manage a library — info, list, remove, export, check.
 
 Each verb is a function over a library folder (or an open :class:`Library`), the same for
-the CLI and for Python. Nothing here loads a model.
+the CLI and for Python. Nothing here loads a model, except ``optimize`` when it re-tunes an
+IVF index (it measures text-query recall on the library model's own prompt embeddings).
 
 Export layouts (one row per stored frame, rows grouped by video, videos by id):
 
@@ -299,14 +300,25 @@ __all__ = ["EXPORT_FORMATS", "LibraryInfo", "check", "export_library", "library_
            "list_videos", "match_videos", "remove_videos"]
 
 
-def optimize(library: LibraryArg = DEFAULT_LIBRARY) -> dict:
+def optimize(library: LibraryArg = DEFAULT_LIBRARY, *, text_queries: str = "model",
+             device: str = "auto", dtype: str = "auto") -> dict:
     """Rebuild the vector cache in one segment: rows of removed videos dropped, the IVF index
     (past ``ANN_MIN_VECTORS``) retrained on all rows and its nprobe measured again. Index
     runs refresh incrementally; this is the periodic full rebuild they skip. Returns
     ``{"before", "after", "seconds", "ann"}`` (cache states from ``VectorIndex.staleness``,
-    ``ann`` the manifest's index description with its tuning table, or None)."""
+    ``ann`` the manifest's index description with its tuning table, or None).
+
+    ``text_queries``: what text-query recall is measured on when an IVF index is built:
+    ``"model"`` (default) the library model's embeddings of
+    :func:`~videolens.text.prompts.tuning_prompts`, loaded on ``device`` / ``dtype`` only
+    then (synthetic queries, said in ``ann["tuning"]["text_source"]``, when it does not
+    load); ``"synthetic"`` never loads a model."""
+    if text_queries not in ("model", "synthetic"):
+        raise UsageError(f"text_queries must be 'model' or 'synthetic', got {text_queries!r}")
     store, opened = _open(library)
     try:
+        if text_queries == "model":
+            store.vectors.tuning_text = _library_prompt_rows(store, device, dtype)
         done = store.optimize_vectors()
         cache = store.vectors.load()
         done["ann"] = None if cache is None else cache.manifest.get("ann")
@@ -314,3 +326,15 @@ def optimize(library: LibraryArg = DEFAULT_LIBRARY) -> dict:
     finally:
         if opened:
             store.close()
+
+
+def _library_prompt_rows(store: Library, device: str, dtype: str):
+    """:func:`.common.prompt_rows` of the library's model, importing the models (torch,
+    transformers: seconds) only when the index is re-tuned and calls it."""
+
+    def rows() -> np.ndarray:
+        from .common import library_model, prompt_rows
+
+        return prompt_rows(lambda: library_model(store, None, device, dtype))()
+
+    return rows

@@ -3,17 +3,21 @@
 from videolens.text.labels import LabelSet, LabelSpec, load_labels
 from videolens.text.prompts import (
     ACTION_TEMPLATES,
+    TUNING_ACTIONS,
     build_prompts,
     class_name_to_text,
+    tuning_prompts,
     validate_templates,
 )
 
 __all__ = [
     "ACTION_TEMPLATES",
+    "TUNING_ACTIONS",
     "LabelSet",
     "LabelSpec",
     "build_prompts",
     "class_name_to_text",
     "load_labels",
+    "tuning_prompts",
     "validate_templates",
 ]

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from videolens.errors import LabelError
 from videolens.text.labels import LabelSet
 
-__all__ = ["ACTION_TEMPLATES", "build_prompts", "class_name_to_text", "validate_templates"]
+__all__ = ["ACTION_TEMPLATES", "TUNING_ACTIONS", "build_prompts", "class_name_to_text",
+           "tuning_prompts", "validate_templates"]
 
 # Built-in ensemble for human actions. The idea comes from the Kinetics-700 and UCF101 template
 # lists that OpenAI published with CLIP (openai/CLIP, data/prompts.md; ensembling is shown in
@@ -37,6 +38,29 @@ ACTION_TEMPLATES: tuple[str, ...] = (
     "an example of the action: {}.",
     "a human action: {}.",
 )
+
+# Everyday actions whose prompts stand in for users' text queries when a library measures the
+# recall of its approximate search: text embeddings sit apart from frame embeddings (the CLIP
+# modality gap), so queries made by perturbing frame rows say little about text recall. Our own
+# list of common activities, not a benchmark's classes.
+TUNING_ACTIONS: tuple[str, ...] = (
+    "walking", "running", "jumping", "dancing", "swimming", "cycling", "driving a car",
+    "cooking", "eating", "drinking coffee", "reading a book", "writing", "typing on a laptop",
+    "talking on the phone", "playing guitar", "playing piano", "singing", "playing soccer",
+    "playing basketball", "playing tennis", "skiing", "surfing", "climbing a wall",
+    "lifting weights", "doing yoga", "cleaning the floor", "washing dishes", "brushing teeth",
+    "cutting vegetables", "painting a wall", "fishing", "riding a horse", "skateboarding",
+    "hugging", "shaking hands", "laughing", "sleeping", "opening a door", "throwing a ball",
+    "walking a dog",
+)
+
+
+def tuning_prompts(templates: Sequence[str] = ACTION_TEMPLATES[:8]) -> list[str]:
+    """Every :data:`TUNING_ACTIONS` action in every template: 320 text queries with the
+    default eight templates."""
+    checked = validate_templates(templates)
+    return [template.format(action) for action in TUNING_ACTIONS for template in checked]
+
 
 _PLACEHOLDER = "{}"
 _TEMPLATE_EXAMPLE = "write it like 'a video of a person {}.'"

@@ -201,7 +201,7 @@ class LibraryService:
         check_search(text, None, top)
         row = self.query_row(text)
         with self._search_lock:
-            return moments_near(self.store, row, top=top)
+            return moments_near(self.store, row, top=top, query_kind="text")
 
     def query_row(self, text: str) -> np.ndarray:
         """(1, D) float32 L2-normalised row of one text query, the same as
