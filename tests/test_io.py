@@ -367,6 +367,16 @@ def crash_or_hang_loader(path: str, sampling: Sampling):
     return load_video(path, sampling)
 
 
+def test_a_dead_worker_is_described_by_its_signal_first():
+    from videolens.io.isolate import _describe_exit
+
+    assert _describe_exit([255, -11]) == "worker killed by SIGSEGV"
+    assert _describe_exit([1, -9]) == "worker killed by SIGKILL"
+    assert _describe_exit([255]) == "worker died; its exit status was lost"
+    assert _describe_exit([3]) == "worker exited with status 3"
+    assert _describe_exit([]) == "worker process died"
+
+
 def test_frame_reader_in_order_with_a_bad_file(video_mp4, video_webm, video_h264, bad_videos):
     paths = [video_mp4, bad_videos["missing"], video_webm, bad_videos["text"], video_h264]
     sampling = Sampling("uniform", num_frames=4)
@@ -400,7 +410,10 @@ def test_frame_reader_survives_a_worker_crash_and_a_hang(tmp_path, video_mp4, vi
     errors = {i: loaded for i, (_, loaded) in enumerate(results)
               if isinstance(loaded, VideoDecodeError)}
     assert sorted(errors) == [1, 3]
-    assert "crashed" in errors[1].one_line() and "SIGSEGV" in errors[1].one_line()
+    # the signal's name, unless multiprocessing lost the status (CI saw that under load)
+    assert "crashed" in errors[1].one_line()
+    assert ("killed by SIGSEGV" in errors[1].one_line()
+            or "its exit status was lost" in errors[1].one_line())
     assert str(crash) in errors[1].one_line()
     assert "longer than 3 s" in errors[3].one_line()
     assert restarts >= 2

@@ -281,13 +281,21 @@ class FrameReader:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+# What multiprocessing's forkserver Popen reports when it could not read a worker's status
+# (the status pipe closed first: seen on a loaded CI machine for a worker killed by SIGSEGV).
+_STATUS_LOST = 255
+
+
 def _describe_exit(codes: list[int]) -> str:
+    signalled = [code for code in codes if code < 0]
+    for code in signalled:  # a signal says most: prefer it to another worker's status
+        try:
+            return f"worker killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"worker killed by signal {-code}"
     for code in codes:
-        if code < 0:
-            try:
-                return f"worker killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"worker killed by signal {-code}"
+        if code == _STATUS_LOST:
+            return "worker died; its exit status was lost"
         return f"worker exited with status {code}"
     return "worker process died"
 
