@@ -258,7 +258,7 @@ def run_phase(name: str, root: Path, **files) -> dict:
     for key, value in files.items():
         if value is True:
             command.append(f"--{key.replace('_', '-')}")
-        elif value is not None:
+        elif value is not None and value is not False:
             command += [f"--{key.replace('_', '-')}", str(value)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
