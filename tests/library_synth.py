@@ -25,6 +25,19 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
+def add_numbered_videos(library: Library, first: int, count: int, frames: int,
+                        make_vectors) -> None:
+    """Videos ``/v/NNN.mp4`` for NNN in ``first .. first+count-1``, ``frames`` rows each
+    from ``make_vectors(frames) -> (frames, DIM)``, one frame a second, in one writer."""
+    with library.writer() as writer:
+        for i in range(first, first + count):
+            writer.add_video(
+                {"path": f"/v/{i:03d}.mp4", "size": i, "mtime_ns": i, "fingerprint": f"f{i}",
+                 "duration": float(frames), "fps": 30.0, "width": 64, "height": 48,
+                 "num_frames": frames, "indexed_at": 1.7e9},
+                np.arange(frames, dtype=np.float64) + 0.5, make_vectors(frames))
+
+
 def build_library(root: Path, *, videos: int = 30, seed: int = 0, frames=(20, 60),
                   cache: bool = True) -> Path:
     """A library of ``videos`` videos (``/videos/NNN.mp4``, frames 1 s apart from 0.5 s) with

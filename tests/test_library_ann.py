@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from library_synth import DIM, MODEL, SAMPLING, stored_content, unit
+from library_synth import DIM, MODEL, SAMPLING, add_numbered_videos, stored_content, unit
 
 from videolens.cli import main
 from videolens.library import Library, ann
@@ -30,13 +30,7 @@ def _clustered(rng, n: int, spread: float = 0.1) -> np.ndarray:
 
 def _add(library: Library, rng, first: int, count: int, frames: int = 50,
          spread: float = 0.1) -> None:
-    with library.writer() as writer:
-        for i in range(first, first + count):
-            writer.add_video(
-                {"path": f"/v/{i:03d}.mp4", "size": i, "mtime_ns": i, "fingerprint": f"f{i}",
-                 "duration": float(frames), "fps": 30.0, "width": 64, "height": 48,
-                 "num_frames": frames, "indexed_at": 1.7e9},
-                np.arange(frames, dtype=np.float64) + 0.5, _clustered(rng, frames, spread))
+    add_numbered_videos(library, first, count, frames, lambda n: _clustered(rng, n, spread))
 
 
 def _truth(root, queries: np.ndarray, k: int) -> list[set[tuple[int, float]]]:

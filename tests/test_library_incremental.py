@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from library_synth import DIM, MODEL, SAMPLING, unit
+from library_synth import DIM, MODEL, SAMPLING, add_numbered_videos, unit
 
 from videolens.errors import UsageError
 from videolens.library import Library, ann
@@ -15,14 +15,8 @@ from videolens.pipelines.search import check_recall
 
 
 def _add(library, rng, first, count, frames=30):
-    with library.writer() as writer:
-        for i in range(first, first + count):
-            writer.add_video(
-                {"path": f"/v/{i:03d}.mp4", "size": i, "mtime_ns": i, "fingerprint": f"f{i}",
-                 "duration": float(frames), "fps": 30.0, "width": 64, "height": 48,
-                 "num_frames": frames, "indexed_at": 1.7e9},
-                np.arange(frames, dtype=np.float64) + 0.5,
-                unit(rng.standard_normal((frames, DIM))))
+    add_numbered_videos(library, first, count, frames,
+                        lambda n: unit(rng.standard_normal((n, DIM))))
 
 
 def _hits(library, queries, **kw):
