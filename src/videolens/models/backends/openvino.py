@@ -145,9 +145,11 @@ class Compiled:
 
     def __del__(self) -> None:
         compiled = self.__dict__.pop("compiled", None)
-        if compiled is not None:
-            with signal_stack_kept():
-                del compiled
+        if compiled is None:
+            return
+        # at interpreter exit ctypes may already be torn down; the stack matters no more then
+        with contextlib.suppress(Exception), signal_stack_kept():
+            del compiled
 
 
 def load(folder: Path, precision: str, threads: int) -> Compiled:
