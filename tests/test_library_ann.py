@@ -87,6 +87,20 @@ def test_tuned_nprobe_reaches_its_recall_on_held_out_queries(library):
     assert _recall(library, held_out, exact=True) == 1.0
 
 
+def test_an_ivf_pq_index_answers_like_exact_search(library):
+    library.vectors.pq_min_vectors = 1000  # the 10M-row index kind, on 8000 rows
+    _add(library, np.random.default_rng(4), 0, 160)
+    assert library.refresh_vectors() is True
+    meta = _manifest(library)["ann"]
+    assert meta["kind"] == "IVF-PQ" and meta["tuning"]["nprobe"]["image"] is not None
+    held_out = _image_like(np.random.default_rng(5), library.root, 20)
+    assert _recall(library, held_out, query_kind="image") >= 0.98
+    # PQ scores are ~1e-2 off; the hits come back with their exact float16 scores
+    top = library.search(held_out[:3], 1, query_kind="image")
+    exact = library.search(held_out[:3], 1, exact=True)
+    assert [r[0].score for r in top] == pytest.approx([r[0].score for r in exact], abs=1e-6)
+
+
 def test_the_recall_lower_bound_follows_the_spread_of_the_queries():
     assert ann.recall_lower_bound(np.ones(200)) == 1.0
     per_query = np.array([1.0] * 190 + [0.8] * 10)  # mean 0.99
