@@ -80,10 +80,10 @@ FAISS_EXACT_MAX_QUERIES = 4
 # Candidates fetched from the quantised index per wanted hit, then re-scored exactly against
 # the float16 rows; SQ8 perturbs scores by ~1e-3, enough to swap near-ties. PQ (4 dimensions
 # a byte) perturbs them by ~1e-2, and the denser the library the more rows sit within that of
-# the true top-10. bench_search's new-scene image queries at nprobe 32 (recall@10; ms a
-# query, batched): 3M rows: 330 candidates 0.9375 (2.4 ms; 0.9385 at nprobe 128: nprobe
-# cannot make it up), 1010 0.995 (3.1 ms); 10M rows: 330 0.797 (6.7 ms), 1010 0.9615
-# (7.5 ms), 3010 0.997 (9.6 ms). So PQ re-scores 3000 extra rows (3 MB of float16 rows).
+# the true top-10. benchmarks/bench_rerank.py, 10M rows, new-scene image queries at nprobe
+# 32 (recall@10, ms a query batched): 330 candidates 0.797 (6.9 ms; 0.7975 at nprobe 128:
+# nprobe cannot make it up), 1010 0.9615 (7.7 ms), 3010 0.997 (9.4 ms). So PQ re-scores
+# 3000 extra rows (3 MB of float16 rows a query).
 RERANK_FACTOR = {"IVF-SQ8": 4, "IVF-PQ": 4}
 RERANK_MIN_EXTRA = {"IVF-SQ8": 32, "IVF-PQ": 3000}
 # IVF-PQ at and above this many rows (SQ8 codes would be 0.5 of the float16 store, PQ's 0.13)
