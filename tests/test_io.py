@@ -377,6 +377,28 @@ def test_a_dead_worker_is_described_by_its_signal_first():
     assert _describe_exit([]) == "worker process died"
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL via os.kill is POSIX")
+def test_frame_reader_takes_files_after_its_pool_broke_while_idle(video_mp4):
+    """CI once saw map() raise BrokenProcessPool: a worker died between two results, and
+    the next submit() to the dead pool raised instead of the file being retried."""
+    with FrameReader(Sampling(num_frames=2), workers=1, timeout=10.0) as reader:
+        reader.start()
+        pool = reader._pool
+        deadline = time.monotonic() + 20
+        while not pool._processes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for process in list(pool._processes.values()):
+            os.kill(process.pid, signal.SIGKILL)
+        while not pool._broken and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool._broken, "the killed worker did not break the pool"
+        results = list(reader.map([video_mp4, video_mp4]))
+        restarts = reader.restarts
+    assert [path for path, _ in results] == [video_mp4, video_mp4]
+    assert all(loaded[1].frames.shape == (2, 48, 64, 3) for _, loaded in results)
+    assert restarts == 1
+
+
 def test_frame_reader_in_order_with_a_bad_file(video_mp4, video_webm, video_h264, bad_videos):
     paths = [video_mp4, bad_videos["missing"], video_webm, bad_videos["text"], video_h264]
     sampling = Sampling("uniform", num_frames=4)

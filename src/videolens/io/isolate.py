@@ -208,7 +208,16 @@ class FrameReader:
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=self._context,
                                                  initializer=_die_with,
                                                  initargs=(os.getpid(),))
-            return self._pool.submit(fn, *args)
+            try:
+                return self._pool.submit(fn, *args)
+            except BrokenProcessPool as error:
+                # a worker died after the last result was taken (a crash while the queue
+                # was being refilled): this file never ran. Hand back a failed future so
+                # that _wait treats it like the rest of the dead pool's files (pool
+                # replaced, file retried alone) instead of the error escaping map()
+                failed: Future = Future()
+                failed.set_exception(error)
+                return failed
 
     def _wait(self, name: Item, future: Future, in_flight: deque[tuple[Item, Future]]
               ) -> Loaded | VideoDecodeError:
