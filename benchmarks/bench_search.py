@@ -134,10 +134,19 @@ def peak_rss_bytes() -> int:
 
 
 def current_rss_bytes() -> int:
+    return rss_parts()["rss"]
+
+
+def rss_parts() -> dict:
+    """This process's resident memory now: all, anonymous (heap: the process's own), and
+    file-backed (mapped cache files: page cache the kernel can drop and re-read)."""
+    fields = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file"}
+    parts = dict.fromkeys(fields.values(), 0)
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+        key = line.split(":")[0] + ":"
+        if key in fields:
+            parts[fields[key]] = int(line.split()[1]) * 1024
+    return parts
 
 
 def add_videos(library: Library, mixture: Mixture, frames: int, first: int) -> float:
@@ -226,8 +235,11 @@ def phase_search(root: Path, args) -> dict:
                 seconds = np.array(seconds)
                 recall = np.mean([len(f & truth[i]) / 10
                                   for f, i in zip(as_keys(found), picked, strict=True)])
+                # resident memory once this kind of query has run (image first, so its
+                # figure is what an image-only workload holds)
                 result[f"{mode}_{kind}"] = {"p50_ms": ms(seconds, 50), "p99_ms": ms(seconds, 99),
-                                            "recall_at_10": round(float(recall), 4)}
+                                            "recall_at_10": round(float(recall), 4),
+                                            "rss_after": rss_parts()}
         result["rss_bytes_after_queries"] = current_rss_bytes()
     result["peak_rss_bytes"] = peak_rss_bytes()
     return result
@@ -378,10 +390,14 @@ def print_tables(report: dict) -> None:
             q = s[f"default_{k}"]
             cells.append(f"{q['p50_ms']} / {q['p99_ms']} ms, {q['recall_at_10']:.3f}")
         refresh = r["refresh_100_videos"]
+        rss = gb(s["rss_bytes_after_queries"])
+        image, text = (s["default_image"].get("rss_after"), s["default_text"].get("rss_after"))
+        if image and text:  # rows from before the split was recorded show the total alone
+            rss = (f"{gb(image['rss'])} image only (anon {gb(image['anon'])}); "
+                   f"{gb(text['rss'])} after text (anon {gb(text['anon'])})")
         print(f"| {r['vectors']:,} | {b['seconds']} s ({kind}) | {gb(b['peak_rss_bytes'])} "
               f"| {gb(d['cache'])} ({d['cache_over_float16_store']}x) | {cells[0]} | {cells[1]} "
-              f"| {gb(s['rss_bytes_after_queries'])} | {refresh['refresh_seconds']} s "
-              f"({refresh['kind']}) |")
+              f"| {rss} | {refresh['refresh_seconds']} s ({refresh['kind']}) |")
     before = report.get("before")
     if before:
         print(f"\nbefore ({before['revision']}, 1M): full refresh {before['full_refresh_seconds']}"

@@ -9,11 +9,14 @@ clips, decoded by the training pipeline itself (PyAV in a DataLoader worker).
 Each recipe runs in its own process (so its peak RSS is its own): one warm-up optimizer
 step, then ``--steps`` timed steps. clips/s counts training clips (a CVRL sample is one video
 with two clips, RSPNet's has three; the table counts videos). On CUDA the runs use bf16
-autocast and report ``torch.cuda.max_memory_allocated``; on CPU fp32 and the process's peak
-RSS.
+autocast and report ``torch.cuda.max_memory_allocated``; on CPU each recipe runs in fp32 and
+with bf16 autocast (``--precisions``), reporting the process's peak RSS and bf16's speed as a
+ratio to fp32 measured in the same run (bf16 pays only on CPUs with AMX/AVX512-BF16; elsewhere
+it is slower).
 
     python benchmarks/bench_train.py [--steps 2] [--batch 2] [--frames 8]
                                      [--recipes finetune,distill,expand,cvrl,rspnet]
+                                     [--precisions fp32,bf16]
 """
 
 from __future__ import annotations
@@ -71,7 +74,8 @@ def make_videos(folder: Path, count: int) -> Path:
     return listing
 
 
-def child(name: str, model: str, listing: str, steps: int, batch: int, frames: int) -> None:
+def child(name: str, model: str, listing: str, steps: int, batch: int, frames: int,
+          precision: str) -> None:
     """Train one recipe for ``1 + steps`` steps; print a JSON line with the numbers."""
     import torch
 
@@ -82,7 +86,7 @@ def child(name: str, model: str, listing: str, steps: int, batch: int, frames: i
     values = dict(model=model, out=tempfile.mkdtemp(prefix=f"bench-{name}-"), epochs=1,
                   batch_size=batch, grad_accum=1, frames=frames, warmup=0.0, workers=1,
                   max_steps=1 + steps, log_every=1, progress=False,
-                  precision="bf16" if cuda else "fp32", device="cuda" if cuda else "cpu",
+                  precision=precision, device="cuda" if cuda else "cpu",
                   **extra)
     if recipe in ("cvrl", "rspnet"):
         values["videos"] = tuple(line.split()[0] for line in Path(listing).read_text()
@@ -112,12 +116,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2, help="videos per step")
     parser.add_argument("--frames", type=int, default=8, help="frames per clip (FROSTER: 8)")
     parser.add_argument("--recipes", default=",".join(RUNS))
+    parser.add_argument("--precisions", default=None,
+                        help="autocast per run, comma-separated (default: fp32,bf16 on CPU, "
+                             "bf16 on CUDA)")
+    parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--list", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.model, args.list, args.steps, args.batch, args.frames)
+        child(args.child, args.model, args.list, args.steps, args.batch, args.frames,
+              args.precision)
         return
 
     import torch
@@ -128,25 +137,38 @@ def main() -> None:
     rows = []
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     load_before = os.getloadavg()[0]
+    precisions = (args.precisions or ("bf16" if torch.cuda.is_available() else "fp32,bf16")
+                  ).split(",")
+    print(f"{'run':<9} {'recipe':<9} {'temporal':<8} {'precision':<9} {'clips/s':>8} "
+          f"{'s/step':>7} {'vs fp32':>7} {'peak GiB':>8}", flush=True)
     for name in args.recipes.split(","):
-        done = subprocess.run(
-            [sys.executable, __file__, "--child", name, "--model", str(model), "--list",
-             str(listing), "--steps", str(args.steps), "--batch", str(args.batch),
-             "--frames", str(args.frames)], capture_output=True, text=True, env=env)
-        if done.returncode != 0:
-            print(done.stderr[-2000:], file=sys.stderr)
-            raise SystemExit(f"{name} failed")
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        row = rows[-1]
-        print(f"{row['run']:<9} {row['recipe']:<9} {row['temporal']:<7} "
-              f"{row['clips_per_s']:7.3f} clips/s  {row['seconds_per_step']:7.1f} s/step  "
-              f"peak {row['peak_memory_bytes'] / 2**30:5.2f} GiB ({row['memory_kind']})",
-              flush=True)
+        for precision in precisions:  # back to back, so a ratio compares like load with like
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", name, "--model", str(model), "--list",
+                 str(listing), "--steps", str(args.steps), "--batch", str(args.batch),
+                 "--frames", str(args.frames), "--precision", precision],
+                capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                print(done.stderr[-2000:], file=sys.stderr)
+                raise SystemExit(f"{name} ({precision}) failed")
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            base = next((r for r in rows if r["run"] == name and r["precision"] == "fp32"),
+                        None)
+            row["speed_vs_fp32"] = (row["clips_per_s"] / base["clips_per_s"]
+                                    if base is not None else None)
+            ratio = f"{row['speed_vs_fp32']:6.2f}x" if base is not None else f"{'-':>7}"
+            print(f"{row['run']:<9} {row['recipe']:<9} {row['temporal']:<8} "
+                  f"{row['precision']:<9} {row['clips_per_s']:8.3f} "
+                  f"{row['seconds_per_step']:7.1f} {ratio} "
+                  f"{row['peak_memory_bytes'] / 2**30:8.2f} ({row['memory_kind']})",
+                  flush=True)
     result = {
         "benchmark": "train",
         "model": "CLIP ViT-B/16 shape, random weights",
         "settings": {"steps": args.steps, "batch": args.batch, "frames": args.frames,
-                     "image_size": 224, "threads": torch.get_num_threads()},
+                     "image_size": 224, "threads": torch.get_num_threads(),
+                     "precisions": precisions},
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0],
         "runs": rows,

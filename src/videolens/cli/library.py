@@ -228,6 +228,8 @@ def _optimize(args) -> int:
                 measured = next(row[kind] for row in table if row["nprobe"] == value)
                 parts.append(f"{kind} {value} (recall@10 {measured})")
         print(f"index     {ann['kind']}, {ann['nlist']} lists; nprobe " + ", ".join(parts))
+        if tuning.get("image_source"):
+            print(f"image     recall measured on {tuning['image_source']}")
         if tuning.get("text_source"):
             print(f"text      recall measured on {tuning['text_source']}")
     else:

@@ -17,10 +17,11 @@ read, tested and changed apart. ``Library.search``, ``Library.refresh_vectors`` 
   past the ``refresh_*`` thresholds, search refreshes it (unless a writer is running: that
   run refreshes at its end).
 * **Search tuned by measurement.** A full build with an IVF index measures recall@10 against
-  exact search on held-out queries of two kinds (image-like and text-like; text from the
+  exact search on held-out queries of two kinds (image-like: rows moved off stored ones and
+  stored frames of videos left out of the search, the worse of the two; text-like: from the
   model's own prompt embeddings when the caller gives ``tuning_text``) at nprobe 1, 2, 4, ...
-  and keeps the smallest nprobe reaching ``tune_target`` for each kind, with the table, in
-  the manifest; ``search(recall=R)`` picks from that table.
+  and keeps the smallest nprobe whose recall's lower bound reaches ``tune_target`` for each
+  kind, with the table, in the manifest; ``search(recall=R)`` picks from that table.
 * **A damaged cache is never used.** Every load checks the manifest's checksums of ids,
   offsets and timestamps, the frames per video against SQLite, the norms of sampled rows,
   and whole sampled videos row for row against SQLite (the cache holds exactly the stored
@@ -374,7 +375,7 @@ class VectorIndex:
 
     def _tune(self, cache: ann.VectorCache) -> dict:
         started = time.perf_counter()
-        query_sets = ann.synthetic_queries(cache, self.tune_queries)
+        query_sets, sources = ann.synthetic_queries(cache, self.tune_queries)
         source = "synthetic (offset from sampled rows)"
         if self.tuning_text is not None:
             try:
@@ -386,9 +387,11 @@ class VectorIndex:
                 source = f"synthetic (offset from sampled rows; the model did not load: {reason})"
             else:
                 if text.ndim == 2 and text.shape[1] == cache.dim and len(text):
-                    query_sets["text"], source = text, "the model's prompt embeddings"
+                    query_sets["text"] = [(text, None)]
+                    source = "the model's prompt embeddings"
         tuning = ann.tune_nprobe(cache, query_sets, self.tune_target)
         tuning["text_source"] = source
+        tuning["image_source"] = sources["image"]
         tuning["seconds"] = round(time.perf_counter() - started, 3)
         return tuning
 
