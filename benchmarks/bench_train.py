@@ -16,7 +16,7 @@ it is slower).
 
     python benchmarks/bench_train.py [--steps 2] [--batch 2] [--frames 8]
                                      [--recipes finetune,distill,expand,cvrl,rspnet]
-                                     [--precisions fp32,bf16]
+                                     [--precisions fp32,bf16] [--out FILE]
 """
 
 from __future__ import annotations
@@ -120,6 +120,8 @@ def main() -> None:
                         help="autocast per run, comma-separated (default: fp32,bf16 on CPU, "
                              "bf16 on CUDA)")
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=RESULTS / "train.json",
+                        help="results JSON (default: benchmarks/results/train.json)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--list", default=None, help=argparse.SUPPRESS)
@@ -174,9 +176,9 @@ def main() -> None:
         "runs": rows,
         "machine": machine_info(torch=torch.__version__, transformers=transformers.__version__),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "train.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS / 'train.json'}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
