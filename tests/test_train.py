@@ -300,6 +300,33 @@ def test_a_time_limit_ending_as_it_fires_neither_raises_late_nor_leaks_its_handl
     assert signal.getsignal(signal.SIGALRM) is before
 
 
+def test_a_signal_left_from_an_earlier_time_limit_neither_raises_nor_leaks_the_handler(
+        monkeypatch):
+    """The CI failure: a SIGALRM still pending from an earlier block ran the new handler
+    right after it was installed; the handler raised there, before the block's clean-up
+    existed, and stayed installed. Simulated by running the handler as it is installed."""
+    import signal
+
+    from videolens.train.data import time_limit
+
+    before = signal.getsignal(signal.SIGALRM)
+    install = signal.signal
+
+    def install_then_deliver(signum, handler):
+        old = install(signum, handler)
+        if callable(handler) and signum == signal.SIGALRM:
+            handler(signum, None)  # the stale signal arrives now
+        return old
+
+    monkeypatch.setattr(signal, "signal", install_then_deliver)
+    ran = False
+    with time_limit(5.0):
+        ran = True
+    monkeypatch.undo()
+    assert ran
+    assert signal.getsignal(signal.SIGALRM) is before
+
+
 def test_patching_mixes_original_and_trained_weights():
     trained = {"w": torch.tensor([1.0, 3.0]), "ids": torch.tensor([1, 2])}
     original = {"w": torch.tensor([5.0, -1.0]), "ids": torch.tensor([0, 0])}

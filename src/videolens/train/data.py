@@ -209,10 +209,15 @@ def time_limit(seconds: float) -> Iterator[None]:
         return
 
     live = [True]
+    fired = [False]
     sending = threading.Lock()
 
     def expire(signum, frame):
-        if live[0]:  # a signal sent just as the block ended is dropped, not raised late
+        # only this block's own timer counts: a SIGALRM still pending from an earlier block
+        # (CI saw one arrive right after this handler was installed, before the try below
+        # existed, so the handler was never restored) is dropped, as is one sent just as
+        # the block ended
+        if live[0] and fired[0]:
             raise DecodeTimeout(f"decoding took longer than {seconds:g} s")
 
     # The timer thread signals the main thread alone: a process-wide SIGALRM (setitimer) is
@@ -223,13 +228,15 @@ def time_limit(seconds: float) -> Iterator[None]:
     def fire() -> None:
         with sending:
             if live[0]:
+                fired[0] = True
                 signal.pthread_kill(target, signal.SIGALRM)
 
     timer = threading.Timer(seconds, fire)
     timer.daemon = True
-    previous = signal.signal(signal.SIGALRM, expire)
-    timer.start()
+    previous = signal.getsignal(signal.SIGALRM)
     try:
+        signal.signal(signal.SIGALRM, expire)
+        timer.start()
         yield
     finally:
         try:
