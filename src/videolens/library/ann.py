@@ -102,8 +102,8 @@ TUNE_Z = 1.645
 # The sweep goes up to half the lists: at 1M vectors IVF-SQ8 at nprobe 256 of 1024 cost 15 ms
 # a query against 73 ms for exact search, so a quarter was not yet "as costly as exact".
 TUNE_MAX_FRACTION = 0.5
-# Image-like tuning queries are frames of videos left out of the search (a tenth of the
-# library at most) when the library has this many videos: such a query has no copy of its
+# Image-like tuning queries also include frames of videos left out of the search (a tenth
+# of the library at most) when the library has this many videos: such a query has no copy of its
 # own scene to find, so its top 10 sit among many near-equal frames of other videos — the
 # case that hid PQ's loss at 10M rows from the earlier tuning (stored rows plus noise:
 # 0.99 in tuning, 0.797 on frames of new scenes in bench_search).
