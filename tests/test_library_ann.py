@@ -9,6 +9,8 @@ Truth is computed here with numpy over the rows read back with plain sqlite3
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,6 +101,75 @@ def test_an_ivf_pq_index_answers_like_exact_search(library):
     top = library.search(held_out[:3], 1, query_kind="image")
     exact = library.search(held_out[:3], 1, exact=True)
     assert [r[0].score for r in top] == pytest.approx([r[0].score for r in exact], abs=1e-6)
+
+
+def test_ivf_pq_tuning_probes_every_list_before_it_falls_back_to_exact_search(library):
+    """Rows with no cluster structure: the nearest lists of a query do not hold its best
+    rows, so recall grows only as more lists are probed. SQ8 stops at half the lists
+    (next test: exact search); PQ codes are an eighth of the rows' bytes, so probing all
+    lists still beats an exact scan and the sweep goes on to them (text-like queries at 10M
+    rows needed it)."""
+    library.vectors.pq_min_vectors = 1000
+    _add(library, np.random.default_rng(9), 0, 160, spread=1.0)
+    library.refresh_vectors()
+    meta = _manifest(library)["ann"]
+    tuning = meta["tuning"]
+    assert meta["kind"] == "IVF-PQ" and tuning["max_nprobe"] == meta["nlist"] == 64
+    rows = {row["nprobe"]: row for row in tuning["table"]}
+    assert rows[32]["image_low"] < 0.98  # half the lists fall short ...
+    assert tuning["nprobe"]["image"] == 64  # ... all of them do not
+    assert rows[64]["image_low"] >= 0.98
+    held_out = _image_like(np.random.default_rng(10), library.root, 40)
+    assert _recall(library, held_out, query_kind="image") >= 0.98
+
+
+def test_a_kind_that_reached_the_stop_is_carried_forward_in_recall_lookups():
+    # image stopped being measured at nprobe 4 (0.996 >= TUNE_STOP); text went on
+    meta = {"nprobe": 16, "tuning": {"nprobe": {"image": 2, "text": 16}, "table": [
+        {"nprobe": 2, "image": 0.99, "image_low": 0.985, "text": 0.8, "text_low": 0.7},
+        {"nprobe": 4, "image": 0.997, "image_low": 0.996, "text": 0.9, "text_low": 0.85},
+        {"nprobe": 8, "text": 0.97, "text_low": 0.96},
+        {"nprobe": 16, "text": 0.99, "text_low": 0.985}]}}
+    assert ann.nprobe_for(meta, 0.95, None) == 8
+    assert ann.nprobe_for(meta, 0.98, None) == 16
+    assert ann.nprobe_for(meta, 0.99, "image") == 4
+    assert ann.nprobe_for(meta, 0.99, None) is None
+    assert ann.nprobe_for(meta, None, None) == 16
+
+
+def _mapped_kib(path) -> int:
+    """Resident KiB of this process's maps of ``path`` (Linux /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        head = line.split()
+        if len(head) >= 5 and "-" in head[0] and ":" in head[3]:
+            inside = line.rstrip().endswith(str(path))
+        elif inside and head[0] == "Rss:":
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists() or not hasattr(os, "preadv"),
+                    reason="needs Linux /proc/self/smaps and os.preadv")
+def test_a_batched_exact_scan_leaves_no_rows_mapped(library):
+    """Tuning's truth scans every row; through the map the whole float16 file stayed in the
+    process's RSS (10 GB at 10M rows). Rows are read into memory per block instead."""
+    _add(library, np.random.default_rng(2), 0, 60)
+    library.refresh_vectors()
+    directory = library.root / "vectors"
+    cache = ann.load_cache(directory, ann.read_manifest(directory))
+    path = cache.segments[0].directory / ann.FLAT_FILE
+    queries = _image_like(np.random.default_rng(3), library.root, 8)  # batched path (> 4)
+    before = _mapped_kib(path)  # opening the file touched its header through faiss's map
+    scores, rows = ann.exact_search_cache(cache, queries, None, 10)
+    assert _mapped_kib(path) == before
+    truth = _truth(library.root, queries, 10)
+    keys = [{(int(v), float(t)) for v, t in zip(cache.rows_to_videos(r), cache.times(r),
+                                                strict=True)} for r in rows]
+    assert keys == truth
+    # the same scan through the map (the old path) shows what is measured
+    ann.exact_search(queries, cache.segments[0].vectors, [(0, cache.count)], 10)
+    assert _mapped_kib(path) - before >= cache.count * cache.dim * 2 // 1024
 
 
 def test_tuning_sees_what_a_short_re_score_list_loses_on_frames_of_new_scenes(library,

@@ -221,7 +221,8 @@ def _optimize(args) -> int:
         parts = []
         for kind, value in sorted(nprobe.items()):
             if value is None:
-                best = max(table, key=lambda row, kind=kind: row[kind])
+                best = max((row for row in table if kind in row),
+                           key=lambda row, kind=kind: row[kind])
                 parts.append(f"{kind} exact (IVF reached recall@10 {best[kind]} at nprobe "
                              f"{best['nprobe']}, below {tuning.get('target')})")
             else:

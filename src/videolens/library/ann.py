@@ -74,6 +74,8 @@ ROW_DTYPE = np.dtype("<f2")
 # Rows scored per matmul in exact search: bounds the (Q, CHUNK) score buffer and the
 # float32 rows converted out of a memory map at once (64k rows x 512 = 128 MB at most).
 CHUNK = 65536
+# Rows pooled before they are encoded into an IVF index while a segment is written
+ENCODE_ROWS = 8192
 # Up to this many queries, exact search over float16 rows runs in faiss (fp16 SIMD, no
 # float32 copy): 1 query over 200k rows took 43 ms here against ~240 ms for numpy's
 # float16 -> float32 conversion + matmul. Batches convert once per chunk and use BLAS.
@@ -99,9 +101,14 @@ TUNE_STOP = 0.995
 # reaches the target, not the mean: at 1M benchmark vectors the mean crossed 0.98 on a
 # plateau (0.978-0.984 from nprobe 2 to 8) and the chosen nprobe gave 0.9655 on other queries.
 TUNE_Z = 1.645
-# The sweep goes up to half the lists: at 1M vectors IVF-SQ8 at nprobe 256 of 1024 cost 15 ms
-# a query against 73 ms for exact search, so a quarter was not yet "as costly as exact".
-TUNE_MAX_FRACTION = 0.5
+# The sweep goes up to half the lists for IVF-SQ8 and to all of them for IVF-PQ, measured
+# single queries against exact search (faiss's float16 scan): SQ8 codes are half the float16
+# bytes, and at 1M vectors nprobe 512 of 1024 cost 68 ms against 79 ms exact (bench_search),
+# so probing more would cost more than exact search. PQ codes are an eighth: at 2M vectors
+# probing all 1024 lists took 92 ms against 147 ms exact, touching 260 MB of codes instead
+# of 2 GB of rows, and text-like queries, whose best frames sit in many lists, need it (10M:
+# recall@10 0.987, lower bound 0.975, at nprobe 512).
+TUNE_MAX_FRACTION = {"IVF-SQ8": 0.5, "IVF-PQ": 1.0}
 # Image-like tuning queries also include frames of videos left out of the search (a tenth
 # of the library at most) when the library has this many videos: such a query has no copy of its
 # own scene to find, so its top 10 sit among many near-equal frames of other videos — the
@@ -256,36 +263,42 @@ def topk_merge(
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
 
 
-def _blocks(matrix: np.ndarray, ranges: Ranges) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+def _blocks(matrix: np.ndarray, ranges: Ranges, reader: _RowReader | None = None
+            ) -> Iterable[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(block (m, D), rows (m,) int64)`` covering ``ranges`` in <= CHUNK rows.
 
-    Long ranges are sliced (a view of the memmap, no copy); many short ranges (one video each,
-    from a ``video_ids`` filter) are gathered into one block so each matmul stays large.
+    Long ranges are sliced (a view of the memmap, no copy; with a ``reader``, read into
+    memory instead, so a scan of every row leaves none of the file mapped); many short ranges
+    (one video each, from a ``video_ids`` filter) are gathered into one block so each matmul
+    stays large.
     """
     pending: list[tuple[int, int]] = []
     pending_rows = 0
     for start, stop in ranges:
         while stop - start >= CHUNK:
-            yield matrix[start : start + CHUNK], np.arange(start, start + CHUNK)
+            rows = np.arange(start, start + CHUNK)
+            yield (matrix[start : start + CHUNK] if reader is None else reader.read(rows)), rows
             start += CHUNK
         if stop <= start:
             continue
         if pending_rows + (stop - start) > CHUNK:
-            yield _gather(matrix, pending)
+            yield _gather(matrix, pending, reader)
             pending, pending_rows = [], 0
         pending.append((start, stop))
         pending_rows += stop - start
     if pending:
-        yield _gather(matrix, pending)
+        yield _gather(matrix, pending, reader)
 
 
-def _gather(matrix: np.ndarray, ranges: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+def _gather(matrix: np.ndarray, ranges: list[tuple[int, int]], reader: _RowReader | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.concatenate([np.arange(a, b) for a, b in ranges])
+    if reader is not None:
+        return reader.read(rows), rows
     if len(ranges) == 1:
         start, stop = ranges[0]
-        return matrix[start:stop], np.arange(start, stop)
-    block = np.concatenate([matrix[a:b] for a, b in ranges])
-    rows = np.concatenate([np.arange(a, b) for a, b in ranges])
-    return block, rows
+        return matrix[start:stop], rows
+    return np.concatenate([matrix[a:b] for a, b in ranges]), rows
 
 
 def _merge(best: tuple[np.ndarray, np.ndarray], scores: np.ndarray, rows: np.ndarray,
@@ -299,17 +312,19 @@ def _empty(num_queries: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def exact_search(
-    queries: np.ndarray, matrix: np.ndarray, ranges: Ranges, k: int
+    queries: np.ndarray, matrix: np.ndarray, ranges: Ranges, k: int,
+    reader: _RowReader | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force inner-product top-``k`` of ``queries`` (Q, D) over ``matrix[ranges]``.
 
     ``matrix`` (N, D) float32 or float16 may be a memmap; only the rows in ``ranges`` are
-    read. Returns ``scores`` (Q, <=k) float32 and ``rows`` (Q, <=k) int64, best first.
+    read (through ``reader`` when given, see :func:`_blocks`). Returns ``scores`` (Q, <=k)
+    float32 and ``rows`` (Q, <=k) int64, best first.
     Measured here (2 cores, D=512, one float32 query): numpy matmul ~6 ms at 50k rows, ~13 ms
     at 100k, faster than faiss ``IndexFlatIP`` and needing no copy of the data.
     """
     best = _empty(queries.shape[0])
-    for block, rows in _blocks(matrix, ranges):
+    for block, rows in _blocks(matrix, ranges, reader):
         scores = queries @ np.asarray(block, dtype=np.float32).T  # (Q, D) @ (D, m) -> (Q, m)
         block_rows = np.broadcast_to(rows, scores.shape)
         best = _merge(best, *topk_merge(scores, block_rows, k), k)
@@ -354,7 +369,10 @@ def exact_search_cache(cache: VectorCache, queries: np.ndarray, rows_mask: np.nd
             scores = np.where(rows >= 0, scores, -np.inf).astype(np.float32)
             rows = np.where(rows >= 0, rows + segment.offset, -1)
         else:
-            scores, rows = exact_search(queries, segment.vectors, ranges, k)
+            # batches: float16 -> float32 conversion dominates, and the rows are read
+            # into memory first (the copy costs a fraction of the conversion), so a scan of
+            # the whole cache (nprobe tuning's truth) does not map the whole file
+            scores, rows = exact_search(queries, segment.vectors, ranges, k, segment.scattered)
             rows = rows + segment.offset
         best = _merge(best, scores, rows, k)
     return best
@@ -551,28 +569,37 @@ def tune_nprobe(cache: VectorCache, query_sets: dict[str, np.ndarray | list[Quer
 
     A kind's queries are an (m, D) array searched over all rows, or parts ``(queries, rows
     mask)`` each searched over its own rows; a kind's recall is its worst part's. Returns
-    ``{"target", "k", "queries": {kind: n}, "table": [{"nprobe", kind: mean recall, kind_low:
-    its lower bound, kind_ms_per_query}], "nprobe": {kind: the smallest nprobe whose lower
-    bound reaches target, or None: search exactly}}``. The sweep stops once every kind's
-    lower bound reaches ``TUNE_STOP`` (so ``--recall`` up to that is served from the table;
-    above it search is exact) or nprobe reaches half the lists.
+    ``{"target", "k", "queries": {kind: n}, "exact_ms_per_query" (batched), "max_nprobe",
+    "table": [{"nprobe", kind: mean recall, kind_low: its lower bound, kind_ms_per_query
+    (batched)}], "nprobe": {kind: the smallest nprobe whose lower bound reaches target, or
+    None: search exactly}}``. A kind is measured until its lower bound reaches
+    ``TUNE_STOP`` (so ``--recall`` up to that is served from the table; above it search is
+    exact) and the sweep ends there or at :data:`TUNE_MAX_FRACTION` of the lists.
     """
     nlist = int(cache.manifest["ann"]["nlist"])
-    max_nprobe = max(1, int(nlist * TUNE_MAX_FRACTION))
+    fraction = TUNE_MAX_FRACTION.get(cache.ann_kind or "IVF-SQ8", 0.5)
+    max_nprobe = max(1, int(nlist * fraction))
     parts = {kind: [(q, None)] if isinstance(q, np.ndarray) else list(q)
              for kind, q in query_sets.items()}
+    started = time.perf_counter()
     truth = {kind: [exact_search_cache(cache, q, mask, k)[1] for q, mask in kind_parts]
              for kind, kind_parts in parts.items()}
+    exact_ms = (time.perf_counter() - started) * 1e3 / max(
+        1, sum(len(q) for kind_parts in parts.values() for q, _ in kind_parts))
     table: list[dict] = []
+    # a kind whose lower bound reached TUNE_STOP is not measured again at larger nprobe
+    # (its recall can only grow; readers carry its last row forward): at 10M rows image
+    # queries stop at nprobe 128 while text ones go on to all lists
+    measuring = list(parts)
     nprobe = 1
-    while True:
+    while measuring:
         row: dict = {"nprobe": nprobe}
-        for kind, kind_parts in parts.items():
+        for kind in measuring:
             means, lows, elapsed = [], [], 0.0
-            for (q, mask), part_truth in zip(kind_parts, truth[kind], strict=True):
-                started = time.perf_counter()
+            for (q, mask), part_truth in zip(parts[kind], truth[kind], strict=True):
+                begun = time.perf_counter()
                 _, found = ann_search(cache, q, k, nprobe, mask)
-                elapsed += time.perf_counter() - started
+                elapsed += time.perf_counter() - begun
                 per_query = recall_per_query(found, part_truth)
                 means.append(float(np.mean(per_query)))
                 lows.append(recall_lower_bound(per_query))
@@ -580,19 +607,21 @@ def tune_nprobe(cache: VectorCache, query_sets: dict[str, np.ndarray | list[Quer
             row[kind] = round(means[worst], 4)
             row[f"{kind}_low"] = round(lows[worst], 4)
             row[f"{kind}_ms_per_query"] = round(
-                elapsed * 1e3 / max(1, sum(len(q) for q, _ in kind_parts)), 3)
+                elapsed * 1e3 / max(1, sum(len(q) for q, _ in parts[kind])), 3)
         table.append(row)
-        if nprobe >= max_nprobe or all(row[f"{kind}_low"] >= TUNE_STOP for kind in parts):
+        measuring = [kind for kind in measuring if row[f"{kind}_low"] < TUNE_STOP]
+        if nprobe >= max_nprobe:
             break
         nprobe = min(max_nprobe, nprobe * 2)
-    # None: no nprobe up to half the lists reaches the target (data with little cluster
+    # None: no nprobe up to the sweep's end reaches the target (data with little cluster
     # structure, or queries far from every frame); that kind is searched exactly
     chosen = {}
     for kind in parts:
-        reaching = [r["nprobe"] for r in table if _low(r, kind) >= target]
+        reaching = [r["nprobe"] for r in table if kind in r and _low(r, kind) >= target]
         chosen[kind] = reaching[0] if reaching else None
     return {"target": target, "k": k,
             "queries": {kind: sum(len(q) for q, _ in p) for kind, p in parts.items()},
+            "exact_ms_per_query": round(exact_ms, 3), "max_nprobe": max_nprobe,
             "table": table, "nprobe": chosen}
 
 
@@ -615,8 +644,12 @@ def nprobe_for(ann_meta: dict, recall: float | None, kind: str | None) -> int | 
     table = tuning.get("table") or []
     if not kinds or not table:
         return None if recall > 0 else int(ann_meta["nprobe"])
+    last: dict[str, float] = {}
     for row in table:
-        if all(_low(row, k) >= recall for k in kinds):
+        for k in kinds:  # a kind left out of a row kept its last measured recall
+            if k in row:
+                last[k] = _low(row, k)
+        if all(last.get(k, 0.0) >= recall for k in kinds):
             return int(row["nprobe"])
     return None
 
@@ -670,21 +703,22 @@ class SegmentWriter:
         self.tmp_dir = vectors_dir / f".{self.name}.tmp"
         self.tmp_dir.mkdir(parents=True)
         self.count, self.dim = count, dim
-        header = _flat_header(dim, count)
-        with open(self.tmp_dir / FLAT_FILE, "wb") as handle:
-            handle.write(header)
-            handle.truncate(len(header) + count * dim * ROW_DTYPE.itemsize)
-        self.vectors = np.memmap(self.tmp_dir / FLAT_FILE, ROW_DTYPE, "r+", len(header),
-                                 (count, dim)) if count else np.empty((0, dim), ROW_DTYPE)
+        # rows are written through the file, in order, not through a map: written pages of
+        # a map stay in the process's RSS until it is closed (10 GB at 10M rows)
+        self._rows_file = open(self.tmp_dir / FLAT_FILE, "wb")  # noqa: SIM115 - finish/discard
+        self._rows_file.write(_flat_header(dim, count))
         self.timestamps = np.empty(count, np.float64)
         self.video_ids = np.empty(num_videos, np.int64)
         self.starts = np.zeros(num_videos + 1, np.int64)
         self._row = 0
         self._video = 0
         # a trained, empty IVF index is filled as rows arrive, from their float32 copies
-        # (converting float16 rows back later would cost more than encoding them)
+        # (converting float16 rows back later would cost more than encoding them); short
+        # videos are pooled in a reused buffer so faiss gets blocks of ENCODE_ROWS, long ones
+        # go in directly (one concatenated 60k-row block cost 90-370 ms to assemble here)
         self.ann_index = ann_index
-        self._pending: list[np.ndarray] = []
+        self._pending = np.empty((min(ENCODE_ROWS, count) if ann_index is not None else 0,
+                                  dim), np.float32)
         self._pending_rows = 0
 
     def append(self, video_id: int, timestamps: np.ndarray, vectors: np.ndarray,
@@ -693,22 +727,33 @@ class SegmentWriter:
         (the stored float16 values, converted), ``half`` the same rows as stored (float16;
         converted from ``vectors`` when not given)."""
         n = len(timestamps)
-        self.vectors[self._row : self._row + n] = vectors if half is None else half
+        if self._row + n > self.count:
+            raise RuntimeError(f"segment sized for {self.count} rows, got {self._row + n}")
+        half = np.asarray(vectors if half is None else half, ROW_DTYPE)
+        if half.shape != (n, self.dim):
+            raise ValueError(f"rows of shape {half.shape}, expected ({n}, {self.dim})")
+        self._rows_file.write(np.ascontiguousarray(half).data)
         self.timestamps[self._row : self._row + n] = timestamps
         self.video_ids[self._video] = video_id
         self._row += n
         self._video += 1
         self.starts[self._video] = self._row
-        if self.ann_index is not None and n:
-            self._pending.append(np.asarray(vectors, np.float32))
-            self._pending_rows += n
-            if self._pending_rows >= CHUNK:
-                self._encode()
+        if self.ann_index is None or not n:
+            return
+        rows = np.asarray(vectors, np.float32)
+        if n >= len(self._pending):
+            self._encode()
+            self.ann_index.add(np.ascontiguousarray(rows))
+            return
+        if self._pending_rows + n > len(self._pending):
+            self._encode()
+        self._pending[self._pending_rows : self._pending_rows + n] = rows
+        self._pending_rows += n
 
     def _encode(self) -> None:
         if self._pending_rows:
-            self.ann_index.add(np.ascontiguousarray(np.concatenate(self._pending)))
-        self._pending, self._pending_rows = [], 0
+            self.ann_index.add(self._pending[: self._pending_rows])
+        self._pending_rows = 0
 
     def finish(self, *, trained=None) -> dict:
         """Write the small files and the IVF index given at creation (``trained``: also keep
@@ -718,8 +763,7 @@ class SegmentWriter:
             raise RuntimeError(
                 f"segment filled {self._row}/{self.count} rows, "
                 f"{self._video}/{len(self.video_ids)} videos")
-        if self.count:
-            self.vectors.flush()
+        self._rows_file.close()
         for name, array in (("timestamps", self.timestamps), ("video_ids", self.video_ids),
                             ("starts", self.starts)):
             np.save(self.tmp_dir / f"{name}.npy", array)
@@ -733,7 +777,6 @@ class SegmentWriter:
                 faiss.write_index(trained, str(self.tmp_dir / TRAINED_FILE))
             faiss.write_index(self.ann_index, str(self.tmp_dir / ANN_FILE))
             entry["ann"] = True
-        self.__dict__.pop("vectors", None)  # close the map before renaming
         entry["checksums"] = {p.name: file_checksum(p) for p in sorted(self.tmp_dir.iterdir())}
         for path in self.tmp_dir.iterdir():
             _fsync_file(path)
@@ -741,7 +784,7 @@ class SegmentWriter:
         return entry
 
     def discard(self) -> None:
-        self.__dict__.pop("vectors", None)
+        self._rows_file.close()
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
 
