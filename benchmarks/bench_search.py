@@ -449,13 +449,15 @@ def main() -> None:
         print(json.dumps(report["before"]), file=sys.stderr, flush=True)
     elif previous.get("before"):
         report["before"] = previous["before"]
-    for size in args.sizes:
-        report["results"].append(run_size(size, args.queries, workdir))
     kept = [r for r in previous.get("results", []) if r.get("vectors") not in args.sizes
             and "build" in r]
-    report["results"] = sorted(kept + report["results"], key=lambda r: r["vectors"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    measured: list[dict] = []
+    for size in args.sizes:
+        measured.append(run_size(size, args.queries, workdir))
+        # written after every size: a 10M row takes ~45 min, and a failure there keeps the rest
+        report["results"] = sorted(kept + measured, key=lambda r: r["vectors"])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_tables(report)
     print(f"\ndata cosines: {report['data']['cosines']}")
     if not args.workdir:
