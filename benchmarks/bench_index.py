@@ -15,6 +15,8 @@ Variants (``--variants``):
   processor   the model's own Hugging Face image processor, in the main process (what
               `index` did before; `index(..., preprocess="processor")`)
   tensor      the torch uint8 resize + normalise in the decode worker (the default)
+  V@KEY=VAL   variant V with the environment variable KEY set to VAL in its process
+              (bare encoder and index alike), e.g. ``tensor@OMP_WAIT_POLICY=PASSIVE``
   src=PATH    `index` imported from another source tree (e.g. an export of the main branch:
               ``git archive HEAD src | tar -x -C /tmp/base``), with its own defaults
 
@@ -145,6 +147,10 @@ def child(args) -> None:
 
 def run_variant(variant: str, args) -> dict:
     env = dict(os.environ)
+    if "@" in variant:  # e.g. tensor@OMP_WAIT_POLICY=PASSIVE: the child runs with it set
+        variant, assignment = variant.split("@", 1)
+        key, _, value = assignment.partition("=")
+        env[key] = value
     mode = variant
     if variant.startswith("src="):
         env["PYTHONPATH"] = variant[4:] + os.pathsep + env.get("PYTHONPATH", "")

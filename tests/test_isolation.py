@@ -165,3 +165,30 @@ def test_nothing_found_is_a_failure(tmp_path, tiny_clip):
         assert run.returncode == 1, (args, run.stderr)
         assert "no video files found in" in run.stderr
         assert run.stdout == ""
+
+
+PRELOAD = """
+import multiprocessing, sys
+from concurrent.futures import ProcessPoolExecutor
+from videolens.io.isolate import preload_workers
+if {preload}:
+    assert preload_workers(["videolens.pipelines.index"])
+assert "videolens.pipelines.index" not in sys.modules  # imported in the server, not here
+with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as pool:
+    # eval is pickled by name: asking the worker imports nothing it did not have at birth
+    print("BORN WITH", pool.submit(eval, "sorted({{'torch', 'videolens.pipelines.index'}}"
+                                   " & set(__import__('sys').modules))").result())
+"""
+
+
+@pytest.mark.skipif("forkserver" not in __import__("multiprocessing").get_all_start_methods(),
+                    reason="no forkserver on this platform")
+@pytest.mark.parametrize("preload", [True, False])
+def test_preloaded_workers_are_born_with_torch_and_the_loaders(preload):
+    """Every index run starts a decode pool; without the preload each new worker imported
+    torch and the loaders itself (1.2 s here) before the encoder got its first frames."""
+    run = subprocess.run([sys.executable, "-c", PRELOAD.format(preload=preload)],
+                         capture_output=True, text=True, env=ENV, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    expected = "['torch', 'videolens.pipelines.index']" if preload else "[]"
+    assert f"BORN WITH {expected}" in run.stdout, run.stdout + run.stderr[-2000:]

@@ -92,6 +92,30 @@ def main_module_hidden(loader: Loader | None = None) -> Iterator[None]:
         main.__dict__.update(saved)
 
 
+def preload_workers(modules: Sequence[str]) -> bool:
+    """Start the forkserver now with ``modules`` imported in it, once.
+
+    Every decode worker is forked from the forkserver and starts with what the server has
+    imported; without this, each new pool's worker imports the loader's modules itself
+    (1-2 s with torch here), and the encoder waits for its first frames that long on every
+    ``index`` run. Called before the model loads, the server's imports overlap the loading.
+    Workers stay safe to fork: the server only imports, it never runs torch's thread pools.
+    Returns False where there is no forkserver (``spawn`` platforms) or it already runs
+    (a server started earlier keeps its own imports; workers then import on demand)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return False
+    from multiprocessing import forkserver
+
+    try:
+        # process-wide, and read only when the server starts; "__main__" is left out on
+        # purpose (see main_module_hidden)
+        multiprocessing.get_context("forkserver").set_forkserver_preload(list(modules))
+        forkserver.ensure_running()
+    except (OSError, ValueError):  # noqa: PERF203 - best effort: workers import on demand
+        return False
+    return True
+
+
 def _ready(loader: Loader) -> None:
     """Worker warm-up (:meth:`FrameReader.start`): receiving ``loader`` imports its module."""
 

@@ -29,6 +29,7 @@ from ..io import (
     file_fingerprint,
     probe_many,
 )
+from ..io.isolate import preload_workers
 from ..io.rate import DEFAULT_MAX_FRAMES, load_at_rate, load_rate_segment, rate_segments
 from ..io.threads import configure_threads
 from ..library import Library, WriteLock
@@ -169,6 +170,9 @@ def index(
         with store.writer(lock) as writer:
             todo = _plan(store, candidates, summary, retry_failed, emit)
             if todo:
+                # decode workers fork from a server that imports this module (torch and
+                # the loaders) while the model loads here
+                preload_workers([__name__])
                 encoder = model_once()
                 _run(todo, writer, encoder, sampling, workers, max_frames, progress,
                      summary, emit, engine, _tensor_spec(encoder, preprocess))
