@@ -16,6 +16,7 @@ Variants (``--variants``):
               `index` did before; `index(..., preprocess="processor")`)
   tensor      the torch uint8 resize + normalise in the decode worker (the default)
   V@KEY=VAL   variant V with the environment variable KEY set to VAL in its process
+              (repeat @KEY=VAL for more)
               (bare encoder and index alike), e.g. ``tensor@OMP_WAIT_POLICY=PASSIVE``
   src=PATH    `index` imported from another source tree (e.g. an export of the main branch:
               ``git archive HEAD src | tar -x -C /tmp/base``), with its own defaults
@@ -147,8 +148,9 @@ def child(args) -> None:
 
 def run_variant(variant: str, args) -> dict:
     env = dict(os.environ)
-    if "@" in variant:  # e.g. tensor@OMP_WAIT_POLICY=PASSIVE: the child runs with it set
-        variant, assignment = variant.split("@", 1)
+    # e.g. tensor@OMP_WAIT_POLICY=PASSIVE: the child runs with it set (several: @A=1@B=2)
+    variant, *assignments = variant.split("@")
+    for assignment in assignments:
         key, _, value = assignment.partition("=")
         env[key] = value
     mode = variant
