@@ -3,6 +3,7 @@ cgroup trees), the environment overrides, and the count really applied to torch 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ import torch
 
 from videolens.errors import UsageError
 from videolens.io import threads
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
 
 
 def write(path: Path, text: str) -> None:
@@ -150,3 +153,28 @@ def test_serve_refuses_zero_threads(tmp_path):
                           str(tmp_path), "--threads", "0"], capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stderr.strip() == "videolens: error: --threads must be at least 1, got 0"
+
+
+_SPIN = """
+import os, sys
+{before}
+import videolens
+print("SPIN", os.environ.get("GOMP_SPINCOUNT"))
+"""
+
+
+@pytest.mark.parametrize(("before", "env", "expected"), [
+    ("", {}, "10000"),                                    # the default videolens sets
+    ("", {"GOMP_SPINCOUNT": "500"}, "500"),               # a user's value is kept
+    ("", {"OMP_WAIT_POLICY": "ACTIVE"}, "None"),          # so is a wait policy of theirs
+    ("import torch", {}, "None"),                         # too late: libgomp has read it
+])
+def test_import_sets_openmp_spin_count_only_before_torch_and_never_over_the_user(
+        before, env, expected):
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    run = subprocess.run([sys.executable, "-c", _SPIN.format(before=before)],
+                         capture_output=True, text=True, timeout=120,
+                         env={**clean, **env, "PYTHONPATH": SRC})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"SPIN {expected}" in run.stdout

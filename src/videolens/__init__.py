@@ -16,9 +16,20 @@ not pay for torch and transformers until they are needed.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from importlib import import_module
 from typing import TYPE_CHECKING
+
+# GNU OpenMP (torch's on Linux) lets an idle thread spin ~300k times before it sleeps; while
+# `index` decodes in another process on the same cores, the encoder's spinning threads took
+# the decoder's CPU. 10k spins: index +19 % frames/s (bf16, 2 cores: 42.7 -> 50.8), the bare
+# encoder unchanged (101.7 vs 107.7 frames/s); OMP_WAIT_POLICY=PASSIVE gained as much but cost
+# the bare encoder 18 % (benchmarks/results/index-spin-bf16.json). libgomp reads it once, when
+# torch loads, so it is set only if torch is not loaded yet, and never over a user's value.
+if "torch" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from .errors import (
     LabelError,
