@@ -444,3 +444,21 @@ def test_index_tunes_text_search_on_its_models_prompts(tmp_path, tiny_clip, monk
     assert main(["library", "optimize", "--library", str(tmp_path / "lib")]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == \
         "text      recall measured on the model's prompt embeddings"
+
+
+def test_a_lone_query_finds_what_it_finds_in_a_batch(library):
+    """A single query's lists are split over faiss's threads (parallel_mode 1), a batch's
+    queries are (mode 0): both must return the same hits and scores."""
+    library.vectors.pq_min_vectors = 1000
+    _add(library, np.random.default_rng(4), 0, 160)
+    library.refresh_vectors()
+    directory = library.root / "vectors"
+    cache = ann.load_cache(directory, ann.read_manifest(directory))
+    queries = _image_like(np.random.default_rng(6), library.root, 12)
+    batch_scores, batch_rows = ann.ann_search(cache, queries, 10, 8)
+    assert cache.segments[0].ann.parallel_mode == 0
+    for i, query in enumerate(queries):
+        scores, rows = ann.ann_search(cache, query[None], 10, 8)
+        assert cache.segments[0].ann.parallel_mode == 1
+        assert rows[0].tolist() == batch_rows[i].tolist()
+        assert scores[0] == pytest.approx(batch_scores[i], abs=1e-6)
