@@ -111,7 +111,7 @@ def preload_workers(modules: Sequence[str]) -> bool:
         # purpose (see main_module_hidden)
         multiprocessing.get_context("forkserver").set_forkserver_preload(list(modules))
         forkserver.ensure_running()
-    except (OSError, ValueError):  # noqa: PERF203 - best effort: workers import on demand
+    except (OSError, ValueError):  # best effort: workers then import on demand
         return False
     return True
 

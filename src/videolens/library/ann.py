@@ -105,9 +105,9 @@ TUNE_Z = 1.645
 # single queries against exact search (faiss's float16 scan): SQ8 codes are half the float16
 # bytes, and at 1M vectors nprobe 512 of 1024 cost 68 ms against 79 ms exact (bench_search),
 # so probing more would cost more than exact search. PQ codes are an eighth: at 2M vectors
-# probing all 1024 lists took 92 ms against 147 ms exact, touching 260 MB of codes instead
-# of 2 GB of rows, and text-like queries, whose best frames sit in many lists, need it (10M:
-# recall@10 0.987, lower bound 0.975, at nprobe 512).
+# (measured by hand) probing all 1024 lists took 92 ms against 147 ms exact, touching 260 MB
+# of codes instead of 2 GB of rows, and text-like queries, whose best frames sit in many
+# lists, need it (10M: recall@10 0.987, lower bound 0.975, at nprobe 512).
 TUNE_MAX_FRACTION = {"IVF-SQ8": 0.5, "IVF-PQ": 1.0}
 # Image-like tuning queries also include frames of videos left out of the search (a tenth
 # of the library at most) when the library has this many videos: such a query has no copy of its
@@ -467,8 +467,8 @@ def ann_search(cache: VectorCache, queries: np.ndarray, k: int, nprobe: int,
         else:
             params = faiss.SearchParametersIVF(nprobe=nprobe)
         # faiss splits a batch over queries (one thread each) by default, so a lone query
-        # ran on one core; splitting its lists over the threads instead measured (2M rows,
-        # IVF-PQ, 2 threads) 84 -> 70 ms at all 1024 lists, 47 -> 40 ms at 512, while it
+        # ran on one core; splitting its lists over the threads instead measured by hand (2M
+        # rows, IVF-PQ, 2 threads) 84 -> 70 ms at all 1024 lists, 47 -> 40 ms at 512, while it
         # cost batches 13 %. Same hits either way: a racing search only runs slower.
         segment.ann.parallel_mode = 1 if len(queries) == 1 else 0
         _, candidates = segment.ann.search(queries, fetch, params=params)
